@@ -1,0 +1,3 @@
+"""deep-events on Dagster: event detection data assets for live-cell microscopy."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,322 @@
+"""The ``deep-events`` command: the same Definitions and Dagster instance as the UI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from multiprocessing import get_context
+from pathlib import Path
+
+from deep_events_dagster.settings import (
+    HOME_ENV,
+    KINDS_ENV,
+    OUTPUT_ROOT_ENV,
+    ROOTS_ENV,
+    PlatformSettings,
+    load_settings,
+    resolve_home,
+)
+
+PARTITION_TAG = "dagster/partition"
+
+
+# ---------------------------------------------------------------- environment
+
+
+def prepare_home(settings: PlatformSettings) -> None:
+    """Create the home and its Dagster instance folder; point this process (and children) at it."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = settings.dagster_home / "dagster.yaml"
+    if not instance_yaml.exists():
+        template = resources.files("deep_events_dagster.resources").joinpath("dagster.yaml")
+        instance_yaml.write_text(template.read_text("utf-8"), encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    os.environ[HOME_ENV] = str(settings.home)
+    os.environ[KINDS_ENV] = ",".join(settings.kinds)
+    if settings.roots:
+        os.environ[ROOTS_ENV] = os.pathsep.join(str(Path(r).resolve()) for r in settings.roots)
+    if settings.output_root is not None:
+        os.environ[OUTPUT_ROOT_ENV] = str(Path(settings.output_root).resolve())
+
+
+def settings_from_args(args: argparse.Namespace, **overrides) -> PlatformSettings:
+    """Settings for a command: ``--home`` and other flags override the home's config."""
+    home = resolve_home(getattr(args, "home", None))
+    extra = dict(overrides)
+    if getattr(args, "kind", None):
+        extra["kinds"] = tuple(dict.fromkeys(args.kind))
+    if getattr(args, "output_root", None):
+        extra["output_root"] = Path(args.output_root).resolve()
+    return load_settings(home, **extra)
+
+
+# ---------------------------------------------------------------- running partitions
+
+
+@dataclass(frozen=True)
+class PartitionOutcome:
+    """How one acquisition's run ended."""
+
+    key: str
+    success: bool
+    message: str
+    run_id: str
+
+
+def ingest_job_definition():
+    """The ingest job with its resources, for ``dg.reconstructable`` in worker processes."""
+    from deep_events_dagster.defs.build import build_definitions
+    from deep_events_dagster.defs.jobs import INGEST_JOB
+
+    settings = load_settings()
+    return build_definitions(settings, home_from_env=True).resolve_job_def(INGEST_JOB)
+
+
+def _failure_message(result) -> str:
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            user = getattr(data, "user_failure_data", None)
+            if user is not None and user.description:
+                messages.append(user.description)
+            elif data.error is not None:
+                messages.append(data.error.message.strip().splitlines()[-1])
+    return "; ".join(dict.fromkeys(messages)) or "run failed (see the Dagster UI for its logs)"
+
+
+def run_partition(key: str, executor: str = "in_process") -> PartitionOutcome:
+    """Execute the ingest job for one acquisition partition on the home's instance."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(
+            dg.reconstructable(ingest_job_definition),
+            instance=instance,
+            tags={PARTITION_TAG: key},
+            run_config={"execution": {"config": {executor: {}}}},
+            raise_on_error=False,
+        )
+        message = "" if result.success else _failure_message(result)
+        return PartitionOutcome(key, result.success, message, result.run_id)
+
+
+def _run_partition_safely(key: str, executor: str) -> PartitionOutcome:
+    try:
+        return run_partition(key, executor)
+    except Exception as exc:  # one bad acquisition never stops the others
+        return PartitionOutcome(key, False, f"{type(exc).__name__}: {exc}", "")
+
+
+def run_partitions(
+    keys: Sequence[str], *, workers: int = 1, executor: str = "in_process"
+) -> list[PartitionOutcome]:
+    """Run the ingest job for each key, ``workers`` runs at a time (separate processes)."""
+    if workers <= 1 or len(keys) <= 1:
+        outcomes = []
+        for key in keys:
+            outcome = _run_partition_safely(key, executor)
+            _print_outcome(outcome)
+            outcomes.append(outcome)
+        return outcomes
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_run_partition_safely, key, executor) for key in keys]
+        outcomes = []
+        for future in futures:
+            outcome = future.result()
+            _print_outcome(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+
+def _print_outcome(outcome: PartitionOutcome) -> None:
+    if outcome.success:
+        print(f"ok      {outcome.key}", flush=True)
+    else:
+        print(f"FAILED  {outcome.key}: {outcome.message}", flush=True)
+
+
+def register_partitions(keys: Sequence[str]) -> int:
+    """Add acquisition partitions that the instance does not know yet; returns how many."""
+    import dagster as dg
+
+    from deep_events_dagster.defs.partitions import ACQUISITIONS
+
+    with dg.DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(ACQUISITIONS))
+        new = [k for k in keys if k not in known]
+        if new:
+            instance.add_dynamic_partitions(ACQUISITIONS, new)
+        return len(new)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def ingest(settings: PlatformSettings, *, workers: int, executor: str) -> int:
+    """Register and ingest every acquisition under the settings' roots; 1 if any failed."""
+    from deep_events_dagster.core.acquisitions import iter_acquisitions
+
+    prepare_home(settings)
+    exclude = [settings.output_root] if settings.output_root else []
+    missing = [r for r in settings.roots if not Path(r).is_dir()]
+    for root in missing:
+        print(f"FAILED  {root}: not a folder", file=sys.stderr)
+    acquisitions = list(iter_acquisitions([r for r in settings.roots if r not in missing], exclude=exclude))
+    keys = [a.key for a in acquisitions]
+    added = register_partitions(keys)
+    print(f"{len(keys)} acquisitions found ({added} new partitions) under "
+          + ", ".join(str(r) for r in settings.roots), flush=True)
+    outcomes = run_partitions(keys, workers=workers, executor=executor)
+    failed = [o for o in outcomes if not o.success]
+    print_summary(settings, keys)
+    if failed:
+        print(f"{len(failed)} of {len(outcomes)} acquisitions failed", file=sys.stderr)
+    return 1 if failed or missing else 0
+
+
+def print_summary(settings: PlatformSettings, keys: Sequence[str]) -> None:
+    """Print acquisitions, events per kind and where the files and the catalog are."""
+    from deep_events_dagster.catalog import EventCatalog
+    from deep_events_dagster.core.layout import Layout
+
+    layout = Layout(output_root=settings.output_root)
+    catalog = EventCatalog.open(settings.catalog_uri or None, home=settings.home)
+    try:
+        print(f"catalog: {catalog.describe()}")
+        for kind in settings.kinds:
+            collection = f"event_data_{kind}"
+            positives = catalog.count(
+                collection, {"acquisition_key": {"$in": list(keys)}, "label": kind}
+            )
+            negatives = catalog.count(
+                collection, {"acquisition_key": {"$in": list(keys)}, "label": "negative"}
+            )
+            print(f"  {collection}: {positives} events, {negatives} negatives")
+    finally:
+        catalog.close()
+    for root in settings.roots:
+        for kind in settings.kinds:
+            print(f"event folders ({kind}): {layout.event_data(Path(root).resolve(), kind)}")
+    print(f"Dagster home: {settings.dagster_home} (see the runs with `deep-events ui`)")
+
+
+def catalog_find(settings: PlatformSettings, collection: str, filter_json: str | None) -> int:
+    """Print matching catalog documents, one JSON object per line."""
+    from deep_events_dagster.catalog import EventCatalog
+
+    try:
+        query = json.loads(filter_json) if filter_json else {}
+    except json.JSONDecodeError as exc:
+        print(f"--filter is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(query, dict):
+        print("--filter must be a JSON object", file=sys.stderr)
+        return 2
+    catalog = EventCatalog.open(settings.catalog_uri or None, home=settings.home)
+    try:
+        for document in catalog.find(collection, query):
+            print(json.dumps(document, default=str, ensure_ascii=False))
+    finally:
+        catalog.close()
+    return 0
+
+
+def demo(settings: PlatformSettings, *, workers: int) -> int:
+    """Generate a synthetic acquisition tree under the home and ingest it."""
+    from deep_events_dagster.core.synthetic import synth_main
+
+    data = settings.home / "demo_data"
+    if not data.exists():
+        print(f"generating synthetic acquisitions in {data}", flush=True)
+        synth_main(data, seed=0)
+    else:
+        print(f"using existing synthetic acquisitions in {data}", flush=True)
+    return ingest(
+        load_settings(settings.home, roots=(data,), kinds=settings.kinds),
+        workers=workers,
+        executor="in_process",
+    )
+
+
+def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
+    """Run ``dagster dev`` (webserver + daemon) on the home's instance."""
+    prepare_home(settings)
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    command = [
+        dagster, "dev", "-m", "deep_events_dagster.definitions", "-h", host, "-p", str(port)
+    ]
+    print(f"Dagster UI on http://{host}:{port} (home {settings.home})", flush=True)
+    return subprocess.call(command, env=os.environ.copy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``deep-events``."""
+    home_help = "platform home (default: $DEEP_EVENTS_HOME, else ./.deep_events)"
+    home_parent = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's --home must not reset one given before the subcommand.
+    home_parent.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
+    parser = argparse.ArgumentParser(prog="deep-events", description=__doc__)
+    parser.add_argument("--home", default=None, help=home_help)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("ingest", parents=[home_parent], help="ingest acquisition trees")
+    p.add_argument("roots", nargs="+", type=Path, metavar="ROOT")
+    p.add_argument("--kind", action="append", help="annotation kind (CSV prefix); repeatable")
+    p.add_argument("--output-root", help="write derived files to a mirror tree here")
+    p.add_argument("--workers", type=int, default=1, help="acquisitions ingested at once")
+    p.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
+
+    p = commands.add_parser("catalog", parents=[home_parent], help="query the event catalog")
+    catalog_commands = p.add_subparsers(dest="catalog_command", required=True)
+    f = catalog_commands.add_parser("find", parents=[home_parent], help="print documents")
+    f.add_argument("collection")
+    f.add_argument("--filter", help='a JSON query, e.g. \'{"cell_line": "cos7"}\'')
+
+    p = commands.add_parser("demo", parents=[home_parent], help="synthetic data, ingested")
+    p.add_argument("--workers", type=int, default=2)
+
+    p = commands.add_parser("synth", help="write a synthetic acquisition tree")
+    p.add_argument("out", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = commands.add_parser("ui", parents=[home_parent], help="run the Dagster UI and daemon")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deep-events`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "synth":
+        from deep_events_dagster.core.synthetic import synth_main
+
+        tree = synth_main(args.out, seed=args.seed)
+        for acquisition in tree.acquisitions:
+            print(acquisition.folder)
+        return 0
+    if args.command == "ingest":
+        settings = settings_from_args(args, roots=tuple(r.resolve() for r in args.roots))
+        return ingest(settings, workers=args.workers, executor=args.executor)
+    settings = settings_from_args(args)
+    if args.command == "catalog":
+        return catalog_find(settings, args.collection, args.filter)
+    if args.command == "demo":
+        return demo(settings, workers=args.workers)
+    if args.command == "ui":
+        return ui(settings, host=args.host, port=args.port)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

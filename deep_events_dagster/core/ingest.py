@@ -1,0 +1,539 @@
+"""Ingestion of one acquisition, step by step, without Dagster.
+
+Each step reads what the previous one wrote to disk, so the Dagster assets (one per step)
+and the command line share exactly this code. :func:`ingest_acquisition` chains them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import yaml
+
+from deep_events_dagster.core import annotations as ann
+from deep_events_dagster.core import crops, events, ground_truth, thumbnails
+from deep_events_dagster.core.acquisitions import acquisition_key, movie_in_folder, root_of
+from deep_events_dagster.core.errors import AnnotationError, ConfigurationError, MovieError
+from deep_events_dagster.core.fingerprint import MovieFingerprint, fingerprint_movie
+from deep_events_dagster.core.fsutil import TEMP_PREFIX, atomic_write_text
+from deep_events_dagster.core.layout import Layout
+from deep_events_dagster.core.metadata import (
+    Vocabulary,
+    build_metadata,
+    read_db_yaml,
+    write_db_yaml,
+)
+from deep_events_dagster.core.ome import MovieInfo, read_movie_info
+
+STALE_TEMPORARY_AGE_S = 600.0
+NEGATIVE_CONTENT = "none"
+
+
+@dataclass(frozen=True)
+class AcquisitionRef:
+    """An acquisition folder, the data root it belongs to and its partition key."""
+
+    folder: Path
+    root: Path
+
+    @property
+    def key(self) -> str:
+        """Partition key (absolute POSIX path of the folder)."""
+        return acquisition_key(self.folder)
+
+    @classmethod
+    def from_key(cls, key: str, roots: Sequence[str | Path] = ()) -> AcquisitionRef:
+        """Rebuild from a partition key, finding its data root among ``roots``."""
+        folder = Path(key)
+        return cls(folder=folder, root=root_of(folder, roots))
+
+
+@dataclass(frozen=True)
+class MovieStep:
+    """Result of looking at an acquisition's movie."""
+
+    info: MovieInfo
+    fingerprint: MovieFingerprint
+
+
+@dataclass(frozen=True)
+class GroundTruthStep:
+    """Result of rendering one kind's ground truth."""
+
+    path: Path
+    csv_files: tuple[Path, ...]
+    n_points: int
+    frames_with_signal: int
+    shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event folder written for an acquisition."""
+
+    event_id: str
+    folder: Path
+    frames: tuple[int, int]
+    crop_box: tuple[int, int, int, int]
+    positive: bool
+    n_detections: int
+
+
+@dataclass(frozen=True)
+class EventsStep:
+    """Result of detecting events and writing their folders."""
+
+    events: tuple[EventRecord, ...]
+    manifest: Path
+    removed_stale: int
+    thumbnail_png: bytes = field(repr=False, default=b"")
+
+    @property
+    def n_positive(self) -> int:
+        """Number of event (positive) crops."""
+        return sum(e.positive for e in self.events)
+
+    @property
+    def n_negative(self) -> int:
+        """Number of automatic negative crops."""
+        return sum(not e.positive for e in self.events)
+
+
+class PartitionSink(Protocol):
+    """Where event documents go (the catalog); kept abstract so ``core`` needs no database."""
+
+    def replace_partition(self, collection: str, partition_key: str, documents: list[dict]): ...
+
+
+# ---------------------------------------------------------------- movie and metadata
+
+
+def inspect_movie(ref: AcquisitionRef) -> MovieStep:
+    """Find the acquisition's movie, check it is complete and fingerprint it.
+
+    Raises
+    ------
+    MovieError
+        No movie in the folder, or an unreadable / inconsistent one.
+    """
+    movie = movie_in_folder(ref.folder)
+    if movie is None:
+        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+    info = read_movie_info(movie)
+    return MovieStep(info=info, fingerprint=fingerprint_movie(movie))
+
+
+def make_metadata(
+    ref: AcquisitionRef, layout: Layout, vocabulary: Vocabulary
+) -> tuple[dict[str, Any], Path]:
+    """Build and write the acquisition's ``db.yaml``; returns its contents and path."""
+    movie = movie_in_folder(ref.folder)
+    if movie is None:
+        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+    info = read_movie_info(movie, verify_pages=False)
+    metadata = build_metadata(info, folder=ref.folder, root=ref.root, vocabulary=vocabulary)
+    path = write_db_yaml(layout.derived_folder(ref.folder, ref.root), metadata)
+    return metadata, path
+
+
+def _movie_for(ref: AcquisitionRef) -> MovieInfo:
+    movie = movie_in_folder(ref.folder)
+    if movie is None:
+        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+    return read_movie_info(movie, verify_pages=False)
+
+
+# ---------------------------------------------------------------- ground truth
+
+
+def load_annotations(
+    ref: AcquisitionRef, kind: str, metadata: dict[str, Any], info: MovieInfo
+) -> tuple[list[ann.AnnotationPoint], tuple[Path, ...]]:
+    """Read and validate every ``<kind>*.csv`` of the acquisition.
+
+    Raises
+    ------
+    AnnotationError
+        A malformed CSV, or points outside the image or the movie's frames (all listed).
+    """
+    files = tuple(ann.find_annotation_files(ref.folder, kind))
+    scale = ann.resolve_scale_csv(metadata.get("scale_csv", True), kind)
+    pixel_size = (metadata.get("ome") or {}).get("physical_size_x", info.physical_size_x)
+    points: list[ann.AnnotationPoint] = []
+    for csv_path in files:
+        points.extend(ann.read_napari_points(csv_path, scale_csv=scale, physical_size_x=pixel_size))
+    problems = ann.validate_points(
+        points,
+        n_frames=info.n_frames,
+        height=info.height,
+        width=info.width,
+        n_channels=info.n_channels,
+    )
+    if problems:
+        culprit = ref.folder / problems[0].file if problems[0].file else ref.folder
+        raise AnnotationError(culprit, ann.format_problems(problems))
+    return points, files
+
+
+def make_ground_truth(
+    ref: AcquisitionRef, kind: str, layout: Layout, *, sigma: float = 5.0, cutoff: float = 0.1
+) -> GroundTruthStep:
+    """Render and write ``ground_truth_<kind>.tif`` for an acquisition (atomically)."""
+    metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
+    info = _movie_for(ref)
+    points, files = load_annotations(ref, kind, metadata, info)
+    summary = ground_truth.write_ground_truth(
+        layout.ground_truth(ref.folder, ref.root, kind),
+        points,
+        n_frames=info.n_frames,
+        height=info.height,
+        width=info.width,
+        sigma=sigma,
+        cutoff=cutoff,
+    )
+    return GroundTruthStep(
+        path=Path(summary.path),
+        csv_files=files,
+        n_points=len(points),
+        frames_with_signal=int(summary.frames_with_signal),
+        shape=(info.n_frames, info.height, info.width),
+    )
+
+
+# ---------------------------------------------------------------- events
+
+
+def _remove_old_temporaries(folder: Path, own_names: set[str]) -> None:
+    """Remove interrupted writes: ours now, anybody's once older than a few minutes."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for entry in folder.iterdir():
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        mine = any(name in entry.name for name in own_names)
+        try:
+            old = now - entry.stat().st_mtime > STALE_TEMPORARY_AGE_S
+        except OSError:
+            continue
+        if mine or old:
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(
+                missing_ok=True
+            )
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """The events last written for an acquisition and kind (empty when none)."""
+    if not path.is_file():
+        return []
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return list(data.get("events", []))
+
+
+def _event_document(
+    metadata: dict[str, Any],
+    *,
+    ref: AcquisitionRef,
+    kind: str,
+    event_id: str,
+    folder: Path,
+    frames: tuple[int, int],
+    box: tuple[int, int, int, int],
+    positive: bool,
+    detections: Sequence[events.Detection],
+    channel: int | None,
+) -> dict[str, Any]:
+    document = {k: v for k, v in metadata.items() if k not in ("_id", "type")}
+    document.update(
+        {
+            "_id": event_id,
+            "event_path": folder.as_posix(),
+            "frames": [int(frames[0]), int(frames[1])],
+            "crop_box": [int(v) for v in box],
+            "original_file": metadata.get("original_file"),
+            "label_file": "ground_truth.tif",
+            "type": "event",
+            "extraction_type": "automatic",
+            "event_content": metadata.get("event_content", kind) if positive else NEGATIVE_CONTENT,
+            "label": kind if positive else "negative",
+            "channel_contrast": channel,
+            "dataset_split": metadata.get("dataset_split"),
+            "kind": kind,
+            "acquisition_key": ref.key,
+            "detections": [[int(d.frame), float(d.y), float(d.x)] for d in detections],
+        }
+    )
+    return document
+
+
+def extract_events(
+    ref: AcquisitionRef,
+    kind: str,
+    layout: Layout,
+    *,
+    crop_size: int = 256,
+    threshold: float = 0.5,
+    max_link_distance_px: float = 24.0,
+    max_gap_frames: int = 2,
+    add_pre_frames: int = 0,
+    add_post_frames: int = 5,
+    auto_negatives: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> EventsStep:
+    """Detect events in the ground truth and write one ``ev_*`` folder per event.
+
+    Positives and (when ``auto_negatives``) signal-free negatives are cropped from the movie
+    in its own dtype and from the ground truth. Folders are written atomically; the
+    manifest listing them is replaced after all are written, and folders of the previous
+    manifest that are no longer produced are removed last.
+
+    Raises
+    ------
+    ConfigurationError
+        The movie is smaller than ``crop_size``.
+    """
+    say = progress or (lambda _msg: None)
+    metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
+    info = _movie_for(ref)
+    if info.height < crop_size or info.width < crop_size:
+        raise ConfigurationError(
+            f"{info.path}: movie is {info.width}×{info.height} px, smaller than the "
+            f"{crop_size} px crop; lower crop_size"
+        )
+    gt_path = layout.ground_truth(ref.folder, ref.root, kind)
+    found = events.detect_events_in_file(
+        gt_path,
+        threshold=threshold,
+        max_distance_px=max_link_distance_px,
+        max_gap_frames=max_gap_frames,
+        add_pre_frames=add_pre_frames,
+        add_post_frames=add_post_frames,
+        crop_size=crop_size,
+    )
+    say(f"{len(found)} events detected in {gt_path.name}")
+    event_root = layout.event_data(ref.root, kind)
+    event_root.mkdir(parents=True, exist_ok=True)
+    has_signal = events.gt_signal_checker(gt_path) if auto_negatives and found else None
+    channel = _single_channel(ref, kind, metadata, info)
+
+    planned: dict[str, tuple[tuple[int, int], tuple[int, int, int, int], bool, Any]] = {}
+    for event in found:
+        eid = crops.event_id(ref.key, kind, event.frames, event.crop_box)
+        planned.setdefault(eid, (event.frames, event.crop_box, True, event))
+    if has_signal is not None:
+        for event in found:
+            for box in events.negative_boxes(
+                event.crop_box,
+                crop_size=crop_size,
+                height=info.height,
+                width=info.width,
+                gt_has_signal=has_signal,
+                frames=event.frames,
+            ):
+                eid = crops.event_id(ref.key, kind, event.frames, box)
+                planned.setdefault(eid, (event.frames, box, False, None))
+
+    names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
+    _remove_old_temporaries(event_root, set(names.values()))
+    records: list[EventRecord] = []
+    with crops.MovieReader(info.path) as movie, crops.MovieReader(gt_path) as gt:
+        for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
+            folder = event_root / names[eid]
+            detections = event.detections if event is not None else ()
+            document = _event_document(
+                metadata,
+                ref=ref,
+                kind=kind,
+                event_id=eid,
+                folder=folder,
+                frames=frames,
+                box=box,
+                positive=positive,
+                detections=detections,
+                channel=channel,
+            )
+            crops.write_event_folder(
+                folder,
+                images=movie.read_window(frames, box),
+                ground_truth=gt.read_window(frames, box),
+                event_db=document,
+            )
+            records.append(
+                EventRecord(
+                    event_id=eid,
+                    folder=folder,
+                    frames=(int(frames[0]), int(frames[1])),
+                    crop_box=tuple(int(v) for v in box),
+                    positive=positive,
+                    n_detections=len(detections),
+                )
+            )
+            if index % 25 == 0:
+                say(f"wrote {index}/{len(planned)} event folders")
+
+    manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
+    previous = read_manifest(manifest_path)
+    manifest = {
+        "acquisition_key": ref.key,
+        "kind": kind,
+        "event_data": event_root.as_posix(),
+        "events": [
+            {
+                "_id": r.event_id,
+                "folder": r.folder.name,
+                "positive": r.positive,
+                "frames": list(r.frames),
+                "crop_box": list(r.crop_box),
+            }
+            for r in records
+        ],
+    }
+    atomic_write_text(manifest_path, yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True))
+    kept = {r.folder.name for r in records}
+    removed = 0
+    for entry in previous:
+        name = entry.get("folder")
+        if name and name not in kept and (event_root / name).is_dir():
+            shutil.rmtree(event_root / name, ignore_errors=True)
+            removed += 1
+    return EventsStep(
+        events=tuple(records),
+        manifest=manifest_path,
+        removed_stale=removed,
+        thumbnail_png=movie_thumbnail(info.path, records),
+    )
+
+
+def _single_channel(
+    ref: AcquisitionRef, kind: str, metadata: dict[str, Any], info: MovieInfo
+) -> int | None:
+    if info.n_channels <= 1:
+        return None
+    try:
+        points, _ = load_annotations(ref, kind, metadata, info)
+    except AnnotationError:
+        return None
+    channels = {p.channel for p in points if p.channel is not None}
+    return int(next(iter(channels))) if len(channels) == 1 else None
+
+
+def event_documents(manifest_path: Path) -> list[dict[str, Any]]:
+    """The catalog documents of the events a manifest lists (read from their event_db.yaml).
+
+    Raises
+    ------
+    FileNotFoundError
+        The manifest is missing (event crops were never materialised).
+    """
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: no events manifest; materialise event_crops")
+    data = yaml.safe_load(manifest_path.read_text(encoding="utf-8")) or {}
+    event_root = Path(data["event_data"])
+    return [crops.read_event_folder(event_root / e["folder"]) for e in data.get("events", [])]
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def _projection(path: Path, max_side: int, n_samples: int = 16) -> tuple[np.ndarray, int]:
+    with crops.MovieReader(path) as reader:
+        stride = thumbnails.downsample_factor(reader.height, reader.width, max_side)
+        indices = np.unique(np.linspace(0, reader.n_frames - 1, min(n_samples, reader.n_frames)))
+        projection = None
+        for t in indices.astype(int):
+            frame = reader.read_frame(int(t))
+            if frame.ndim == 3:
+                frame = frame[0]
+            small = np.asarray(frame[::stride, ::stride], dtype=np.float32)
+            projection = small if projection is None else np.maximum(projection, small)
+    return projection, stride
+
+
+def movie_thumbnail(
+    movie: Path, records: Sequence[EventRecord] = (), *, max_side: int = 384
+) -> bytes:
+    """PNG of the movie's max projection with event boxes (red) and negatives (blue)."""
+    projection, stride = _projection(movie, max_side)
+    boxes = [
+        (r.crop_box, thumbnails.POSITIVE_COLOUR if r.positive else thumbnails.NEGATIVE_COLOUR)
+        for r in records
+    ]
+    rgb = thumbnails.draw_boxes(thumbnails.to_display(projection), boxes, scale=stride)
+    return thumbnails.encode_png(rgb)
+
+
+def ground_truth_thumbnail(gt_path: Path, *, max_side: int = 384) -> bytes:
+    """PNG of the ground truth's max projection over time."""
+    projection, _ = _projection(gt_path, max_side, n_samples=10**6)
+    return thumbnails.encode_png((np.clip(projection, 0, 1) * 255).astype(np.uint8))
+
+
+# ---------------------------------------------------------------- everything
+
+
+@dataclass(frozen=True)
+class IngestionReport:
+    """What :func:`ingest_acquisition` made, and how long each step took."""
+
+    key: str
+    metadata_path: Path
+    ground_truth: dict[str, GroundTruthStep]
+    events: dict[str, EventsStep]
+    seconds: dict[str, float]
+
+
+def ingest_acquisition(
+    ref: AcquisitionRef,
+    *,
+    kinds: Sequence[str],
+    layout: Layout,
+    vocabulary: Vocabulary,
+    sink: PartitionSink | None = None,
+    collection_for: Callable[[str], str] = lambda kind: f"event_data_{kind}",
+    sigma: float = 5.0,
+    **event_params: Any,
+) -> IngestionReport:
+    """Run every ingestion step for one acquisition (what the Dagster assets do, in order)."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    inspect_movie(ref)
+    _, metadata_path = make_metadata(ref, layout, vocabulary)
+    seconds["metadata"] = time.perf_counter() - start
+    gts: dict[str, GroundTruthStep] = {}
+    evs: dict[str, EventsStep] = {}
+    for kind in kinds:
+        t0 = time.perf_counter()
+        gts[kind] = make_ground_truth(ref, kind, layout, sigma=sigma)
+        t1 = time.perf_counter()
+        evs[kind] = extract_events(ref, kind, layout, **event_params)
+        t2 = time.perf_counter()
+        if sink is not None:
+            documents = event_documents(evs[kind].manifest)
+            sink.replace_partition(collection_for(kind), ref.key, documents)
+        t3 = time.perf_counter()
+        seconds[f"{kind}/ground_truth"] = t1 - t0
+        seconds[f"{kind}/event_crops"] = t2 - t1
+        seconds[f"{kind}/event_catalog"] = t3 - t2
+    return IngestionReport(
+        key=ref.key,
+        metadata_path=metadata_path,
+        ground_truth=gts,
+        events=evs,
+        seconds=seconds,
+    )
+
+
+def describe_folder(path: Path) -> str:
+    """Human path for messages (relative to the working directory when shorter)."""
+    try:
+        rel = os.path.relpath(path)
+        return rel if len(rel) < len(str(path)) else str(path)
+    except ValueError:
+        return str(path)

@@ -1,0 +1,46 @@
+"""Assemble the Definitions from platform settings."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from deep_events_dagster.defs.assets import acquisition_metadata, build_kind_assets, raw_movie
+from deep_events_dagster.defs.jobs import ingest_job
+from deep_events_dagster.defs.resources import CatalogResource, IngestionResource
+from deep_events_dagster.settings import CATALOG_URI_ENV, HOME_ENV, PlatformSettings
+
+
+def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False) -> dg.Definitions:
+    """All assets, jobs and resources for the given settings.
+
+    ``home_from_env`` makes resources read the home through ``EnvVar`` (what the UI's
+    code location uses), so the Dagster UI shows the variable rather than a path baked in.
+    """
+    assets = [raw_movie, acquisition_metadata]
+    for kind in settings.kinds:
+        assets.extend(build_kind_assets(kind))
+    home: str | dg.EnvVar = dg.EnvVar(HOME_ENV) if home_from_env else str(settings.home)
+    params = settings.params
+    ingestion = IngestionResource(
+        home=home,
+        roots=[str(r) for r in settings.roots],
+        output_root=str(settings.output_root) if settings.output_root else None,
+        sigma=params.sigma,
+        gt_cutoff=params.gt_cutoff,
+        detection_threshold=params.detection_threshold,
+        crop_size=params.crop_size,
+        max_link_distance_px=params.max_link_distance_px,
+        max_gap_frames=params.max_gap_frames,
+        add_pre_frames=params.add_pre_frames,
+        add_post_frames=params.add_post_frames,
+        auto_negatives=params.auto_negatives,
+    )
+    uri: str | dg.EnvVar = dg.EnvVar(CATALOG_URI_ENV) if settings.catalog_uri_from_env else ""
+    if not settings.catalog_uri_from_env and settings.catalog_uri:
+        uri = settings.catalog_uri
+    catalog = CatalogResource(home=home, uri=uri)
+    return dg.Definitions(
+        assets=assets,
+        jobs=[ingest_job],
+        resources={"ingestion": ingestion, "catalog": catalog},
+    )

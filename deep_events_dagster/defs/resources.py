@@ -1,0 +1,69 @@
+"""Dagster resources: ingestion settings and the event catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from deep_events_dagster.catalog import EventCatalog
+from deep_events_dagster.core.ingest import AcquisitionRef
+from deep_events_dagster.core.layout import Layout
+from deep_events_dagster.core.metadata import Vocabulary, load_vocabulary
+from deep_events_dagster.settings import IngestionParams
+
+
+class IngestionResource(dg.ConfigurableResource):
+    """Where the data is, where derived files go, and the science's parameters."""
+
+    home: str
+    roots: list[str] = []
+    output_root: str | None = None
+    sigma: float = IngestionParams.sigma
+    gt_cutoff: float = IngestionParams.gt_cutoff
+    detection_threshold: float = IngestionParams.detection_threshold
+    crop_size: int = IngestionParams.crop_size
+    max_link_distance_px: float = IngestionParams.max_link_distance_px
+    max_gap_frames: int = IngestionParams.max_gap_frames
+    add_pre_frames: int = IngestionParams.add_pre_frames
+    add_post_frames: int = IngestionParams.add_post_frames
+    auto_negatives: bool = IngestionParams.auto_negatives
+
+    def layout(self) -> Layout:
+        """Derived-file layout (original layout, or the ``output_root`` mirror)."""
+        return Layout(output_root=Path(self.output_root) if self.output_root else None)
+
+    def vocabulary(self) -> Vocabulary:
+        """Packaged folder-name vocabulary, extended by ``<home>/keys.yaml`` when present."""
+        return load_vocabulary(Path(self.home) / "keys.yaml")
+
+    def acquisition(self, partition_key: str) -> AcquisitionRef:
+        """The acquisition behind a partition key."""
+        return AcquisitionRef.from_key(partition_key, self.roots)
+
+    def event_params(self) -> dict:
+        """Keyword arguments of :func:`deep_events_dagster.core.ingest.extract_events`."""
+        return {
+            "crop_size": self.crop_size,
+            "threshold": self.detection_threshold,
+            "max_link_distance_px": self.max_link_distance_px,
+            "max_gap_frames": self.max_gap_frames,
+            "add_pre_frames": self.add_pre_frames,
+            "add_post_frames": self.add_post_frames,
+            "auto_negatives": self.auto_negatives,
+        }
+
+
+class CatalogResource(dg.ConfigurableResource):
+    """The event catalog: a ``mongodb://`` URI, or empty for the embedded on-disk catalog.
+
+    Give a URI with a password through ``EnvVar`` (``DEEP_EVENTS_CATALOG_URI``): Dagster then
+    shows the variable's name, never its value.
+    """
+
+    home: str
+    uri: str = ""
+
+    def open(self) -> EventCatalog:
+        """Open the catalog (close it when done)."""
+        return EventCatalog.open(self.uri or None, home=Path(self.home))

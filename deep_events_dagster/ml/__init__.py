@@ -1,0 +1,1 @@
+"""Training backends (torch / tensorflow), imported lazily inside each backend."""

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+
+from deep_events_dagster.core.errors import MetadataError
+from deep_events_dagster.settings import load_settings, resolve_home
+
+
+def test_home_precedence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DEEP_EVENTS_HOME", raising=False)
+    assert resolve_home() == tmp_path / ".deep_events"
+    monkeypatch.setenv("DEEP_EVENTS_HOME", str(tmp_path / "env"))
+    assert resolve_home() == tmp_path / "env"
+    assert resolve_home(tmp_path / "cli") == tmp_path / "cli"
+
+
+def test_config_file_env_and_overrides(tmp_path):
+    (tmp_path / "deep_events.yaml").write_text(
+        "kinds: [points, fission]\nroots: [/data/a]\ningestion:\n  sigma: 2.5\n  crop_size: 128\n"
+    )
+    settings = load_settings(tmp_path, environ={})
+    assert settings.kinds == ("points", "fission")
+    assert settings.roots == (Path("/data/a"),)
+    assert settings.params.sigma == 2.5 and settings.params.crop_size == 128
+    env = {"DEEP_EVENTS_KINDS": "points", "DEEP_EVENTS_CATALOG_URI": "mongodb://u:secret@h/db"}
+    settings = load_settings(tmp_path, environ=env, output_root=tmp_path / "out")
+    assert settings.kinds == ("points",)
+    assert settings.catalog_uri_from_env is True
+    assert "secret" not in repr(settings)
+    assert settings.output_root == tmp_path / "out"
+
+
+def test_bad_config_is_named(tmp_path):
+    (tmp_path / "deep_events.yaml").write_text("ingestion:\n  sigmaa: 3\n")
+    with pytest.raises(MetadataError, match="unknown ingestion settings"):
+        load_settings(tmp_path, environ={})
+
+
+def test_bad_kind_rejected(tmp_path):
+    with pytest.raises(ValueError, match="annotation kind"):
+        load_settings(tmp_path, environ={"DEEP_EVENTS_KINDS": "po ints"})

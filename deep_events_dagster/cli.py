@@ -94,42 +94,52 @@ def _failure_message(result) -> str:
     return "; ".join(dict.fromkeys(messages)) or "run failed (see the Dagster UI for its logs)"
 
 
-def run_partition(key: str, executor: str = "in_process") -> PartitionOutcome:
+def run_partition(
+    key: str, executor: str = "in_process", log_level: str = "WARNING"
+) -> PartitionOutcome:
     """Execute the ingest job for one acquisition partition on the home's instance."""
     import dagster as dg
 
+    run_config = {
+        "execution": {"config": {executor: {}}},
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+    }
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(
             dg.reconstructable(ingest_job_definition),
             instance=instance,
             tags={PARTITION_TAG: key},
-            run_config={"execution": {"config": {executor: {}}}},
+            run_config=run_config,
             raise_on_error=False,
         )
         message = "" if result.success else _failure_message(result)
         return PartitionOutcome(key, result.success, message, result.run_id)
 
 
-def _run_partition_safely(key: str, executor: str) -> PartitionOutcome:
+def _run_partition_safely(key: str, executor: str, log_level: str) -> PartitionOutcome:
     try:
-        return run_partition(key, executor)
+        return run_partition(key, executor, log_level)
     except Exception as exc:  # one bad acquisition never stops the others
         return PartitionOutcome(key, False, f"{type(exc).__name__}: {exc}", "")
 
 
 def run_partitions(
-    keys: Sequence[str], *, workers: int = 1, executor: str = "in_process"
+    keys: Sequence[str],
+    *,
+    workers: int = 1,
+    executor: str = "in_process",
+    log_level: str = "WARNING",
 ) -> list[PartitionOutcome]:
     """Run the ingest job for each key, ``workers`` runs at a time (separate processes)."""
     if workers <= 1 or len(keys) <= 1:
         outcomes = []
         for key in keys:
-            outcome = _run_partition_safely(key, executor)
+            outcome = _run_partition_safely(key, executor, log_level)
             _print_outcome(outcome)
             outcomes.append(outcome)
         return outcomes
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_run_partition_safely, key, executor) for key in keys]
+        futures = [pool.submit(_run_partition_safely, key, executor, log_level) for key in keys]
         outcomes = []
         for future in futures:
             outcome = future.result()
@@ -162,7 +172,9 @@ def register_partitions(keys: Sequence[str]) -> int:
 # ---------------------------------------------------------------- commands
 
 
-def ingest(settings: PlatformSettings, *, workers: int, executor: str) -> int:
+def ingest(
+    settings: PlatformSettings, *, workers: int, executor: str, verbose: bool = False
+) -> int:
     """Register and ingest every acquisition under the settings' roots; 1 if any failed."""
     from deep_events_dagster.core.acquisitions import iter_acquisitions
 
@@ -171,12 +183,19 @@ def ingest(settings: PlatformSettings, *, workers: int, executor: str) -> int:
     missing = [r for r in settings.roots if not Path(r).is_dir()]
     for root in missing:
         print(f"FAILED  {root}: not a folder", file=sys.stderr)
-    acquisitions = list(iter_acquisitions([r for r in settings.roots if r not in missing], exclude=exclude))
+    acquisitions = list(
+        iter_acquisitions([r for r in settings.roots if r not in missing], exclude=exclude)
+    )
     keys = [a.key for a in acquisitions]
     added = register_partitions(keys)
-    print(f"{len(keys)} acquisitions found ({added} new partitions) under "
-          + ", ".join(str(r) for r in settings.roots), flush=True)
-    outcomes = run_partitions(keys, workers=workers, executor=executor)
+    print(
+        f"{len(keys)} acquisitions found ({added} new partitions) under "
+        + ", ".join(str(r) for r in settings.roots),
+        flush=True,
+    )
+    outcomes = run_partitions(
+        keys, workers=workers, executor=executor, log_level="DEBUG" if verbose else "WARNING"
+    )
     failed = [o for o in outcomes if not o.success]
     print_summary(settings, keys)
     if failed:
@@ -252,9 +271,7 @@ def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
     """Run ``dagster dev`` (webserver + daemon) on the home's instance."""
     prepare_home(settings)
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
-    command = [
-        dagster, "dev", "-m", "deep_events_dagster.definitions", "-h", host, "-p", str(port)
-    ]
+    command = [dagster, "dev", "-m", "deep_events_dagster.definitions", "-h", host, "-p", str(port)]
     print(f"Dagster UI on http://{host}:{port} (home {settings.home})", flush=True)
     return subprocess.call(command, env=os.environ.copy())
 
@@ -275,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", help="write derived files to a mirror tree here")
     p.add_argument("--workers", type=int, default=1, help="acquisitions ingested at once")
     p.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
+    p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
 
     p = commands.add_parser("catalog", parents=[home_parent], help="query the event catalog")
     catalog_commands = p.add_subparsers(dest="catalog_command", required=True)
@@ -307,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "ingest":
         settings = settings_from_args(args, roots=tuple(r.resolve() for r in args.roots))
-        return ingest(settings, workers=args.workers, executor=args.executor)
+        return ingest(settings, workers=args.workers, executor=args.executor, verbose=args.verbose)
     settings = settings_from_args(args)
     if args.command == "catalog":
         return catalog_find(settings, args.collection, args.filter)

@@ -85,7 +85,7 @@ def root_of(folder: str | Path, roots: Iterable[str | Path]) -> Path:
     best: Path | None = None
     for root in roots:
         root_path = Path(os.path.abspath(root))
-        if folder == root_path or root_path in folder.parents:
-            if best is None or len(root_path.parts) > len(best.parts):
-                best = root_path
+        inside = folder == root_path or root_path in folder.parents
+        if inside and (best is None or len(root_path.parts) > len(best.parts)):
+            best = root_path
     return best if best is not None else folder.parent

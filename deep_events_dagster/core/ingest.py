@@ -178,7 +178,7 @@ def load_annotations(
     )
     if problems:
         culprit = ref.folder / problems[0].file if problems[0].file else ref.folder
-        raise AnnotationError(culprit, ann.format_problems(problems))
+        raise AnnotationError(culprit, ann.format_problems(problems, points))
     return points, files
 
 
@@ -320,30 +320,26 @@ def extract_events(
     say(f"{len(found)} events detected in {gt_path.name}")
     event_root = layout.event_data(ref.root, kind)
     event_root.mkdir(parents=True, exist_ok=True)
-    has_signal = events.gt_signal_checker(gt_path) if auto_negatives and found else None
+    negatives = (
+        events.negative_boxes_in_file(gt_path, found, crop_size=crop_size)
+        if auto_negatives and found
+        else [[] for _ in found]
+    )
     channel = _single_channel(ref, kind, metadata, info)
 
     planned: dict[str, tuple[tuple[int, int], tuple[int, int, int, int], bool, Any]] = {}
     for event in found:
         eid = crops.event_id(ref.key, kind, event.frames, event.crop_box)
         planned.setdefault(eid, (event.frames, event.crop_box, True, event))
-    if has_signal is not None:
-        for event in found:
-            for box in events.negative_boxes(
-                event.crop_box,
-                crop_size=crop_size,
-                height=info.height,
-                width=info.width,
-                gt_has_signal=has_signal,
-                frames=event.frames,
-            ):
-                eid = crops.event_id(ref.key, kind, event.frames, box)
-                planned.setdefault(eid, (event.frames, box, False, None))
+    for event, boxes in zip(found, negatives, strict=True):
+        for box in boxes:
+            eid = crops.event_id(ref.key, kind, event.frames, box)
+            planned.setdefault(eid, (event.frames, box, False, None))
 
     names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
     _remove_old_temporaries(event_root, set(names.values()))
     records: list[EventRecord] = []
-    with crops.MovieReader(info.path) as movie, crops.MovieReader(gt_path) as gt:
+    with crops.MovieReader(info.path) as movie, ground_truth.GroundTruthReader(gt_path) as gt:
         for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
             folder = event_root / names[eid]
             detections = event.detections if event is not None else ()
@@ -362,7 +358,7 @@ def extract_events(
             crops.write_event_folder(
                 folder,
                 images=movie.read_window(frames, box),
-                ground_truth=gt.read_window(frames, box),
+                ground_truth=_gt_window(gt, frames, box),
                 event_db=document,
             )
             records.append(
@@ -409,6 +405,13 @@ def extract_events(
         removed_stale=removed,
         thumbnail_png=movie_thumbnail(info.path, records),
     )
+
+
+def _gt_window(
+    gt: ground_truth.GroundTruthReader, frames: tuple[int, int], box: tuple[int, int, int, int]
+) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return np.stack([gt.read_window(t, y0, y1, x0, x1) for t in range(frames[0], frames[1])])
 
 
 def _single_channel(
@@ -470,9 +473,24 @@ def movie_thumbnail(
 
 
 def ground_truth_thumbnail(gt_path: Path, *, max_side: int = 384) -> bytes:
-    """PNG of the ground truth's max projection over time."""
-    projection, _ = _projection(gt_path, max_side, n_samples=10**6)
-    return thumbnails.encode_png((np.clip(projection, 0, 1) * 255).astype(np.uint8))
+    """PNG of the ground truth's max projection over time (read where it is non-zero)."""
+    support = ground_truth.read_ground_truth_support(gt_path)
+    with ground_truth.GroundTruthReader(gt_path) as gt:
+        n_frames, height, width = gt.shape[0], gt.shape[-2], gt.shape[-1]
+        canvas = np.zeros((height, width), np.float32)
+        if support is None:
+            for t in range(n_frames):
+                np.maximum(canvas, gt.read_frame(t), out=canvas)
+        else:
+            for t, windows in support.items():
+                for y0, y1, x0, x1 in windows:
+                    view = canvas[y0:y1, x0:x1]
+                    np.maximum(view, gt.read_window(int(t), y0, y1, x0, x1), out=view)
+    stride = thumbnails.downsample_factor(height, width, max_side)
+    if stride > 1:  # max-pool so that small Gaussians stay visible
+        h, w = height // stride * stride, width // stride * stride
+        canvas = canvas[:h, :w].reshape(h // stride, stride, w // stride, stride).max(axis=(1, 3))
+    return thumbnails.encode_png((np.clip(canvas, 0, 1) * 255).astype(np.uint8))
 
 
 # ---------------------------------------------------------------- everything

@@ -46,7 +46,7 @@ class MovieInfo:
 
 
 def snake_case(name: str) -> str:
-    """Convert an OME attribute or element name to snake_case (``PhysicalSizeX`` → ``physical_size_x``)."""
+    """Convert an OME name to snake_case (``PhysicalSizeX`` → ``physical_size_x``)."""
     name = name.split("}")[-1]
     if name.isupper():
         return name.lower()
@@ -114,7 +114,8 @@ def parse_ome_xml(xml: str, *, source: str | Path = "<ome-xml>") -> dict[str, An
         raise MovieError(source, "OME-XML has no Image/Pixels element")
     ome: dict[str, Any] = {snake_case(k): _convert(v) for k, v in pixels.attrib.items()}
     channels = [
-        {snake_case(k): _convert(v) for k, v in c.attrib.items()} for c in findall(pixels, "Channel")
+        {snake_case(k): _convert(v) for k, v in c.attrib.items()}
+        for c in findall(pixels, "Channel")
     ]
     if channels:
         ome["channel"] = channels[0] if len(channels) == 1 else channels

@@ -1,7 +1,5 @@
 """Ingestion assets: one acquisition partition → db.yaml → ground truth → event crops → catalog."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +29,9 @@ def _user_errors_as_failures(step: Callable[[], Any]) -> Any:
     code_version="1",
     kinds={"tiff"},
 )
-def raw_movie(context: dg.AssetExecutionContext, ingestion: IngestionResource) -> dg.MaterializeResult:
+def raw_movie(
+    context: dg.AssetExecutionContext, ingestion: IngestionResource
+) -> dg.MaterializeResult:
     """The acquisition's OME-TIFF movie: checked complete, fingerprinted (path, size, mtime,
     hashes of its first and last planes). Its data version follows the fingerprint, so a
     changed movie marks everything downstream stale."""

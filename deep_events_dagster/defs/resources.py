@@ -17,7 +17,7 @@ class IngestionResource(dg.ConfigurableResource):
     """Where the data is, where derived files go, and the science's parameters."""
 
     home: str
-    roots: list[str] = []
+    roots: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
     output_root: str | None = None
     sigma: float = IngestionParams.sigma
     gt_cutoff: float = IngestionParams.gt_cutoff

@@ -25,7 +25,9 @@ def test_module_imports_nothing_forbidden(module):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(__import__("json").loads(out.stdout))
-    assert not loaded & set(FORBIDDEN[module]), f"{module} pulled in {loaded & set(FORBIDDEN[module])}"
+    assert not loaded & set(FORBIDDEN[module]), (
+        f"{module} pulled in {loaded & set(FORBIDDEN[module])}"
+    )
 
 
 def test_core_modules_all_import_cleanly():

@@ -92,7 +92,9 @@ def test_build_metadata_precedence(tmp_path, vocabulary):
     )
     (folder / "db_manual.yaml").write_text(yaml.safe_dump({"stain": ["drp1"], "fps": 3.0}))
     assert manual_files(folder, root) == [root / "db_manual.yaml", folder / "db_manual.yaml"]
-    meta = build_metadata(_info(folder / "m.ome.tif"), folder=folder, root=root, vocabulary=vocabulary)
+    meta = build_metadata(
+        _info(folder / "m.ome.tif"), folder=folder, root=root, vocabulary=vocabulary
+    )
     assert meta["stain"] == ["drp1"]  # nearer manual wins over root manual and inference
     assert meta["fps"] == 3.0  # manual wins over OME
     assert meta["typically_use"] is False  # manual wins over defaults

@@ -1,0 +1,358 @@
+"""napari point-layer CSVs: finding, parsing, scaling and validating annotation points.
+
+A napari points layer saved as CSV has one row per point and the columns
+
+* 3-axis files: ``axis-0`` (frame), ``axis-1`` (y, row), ``axis-2`` (x, column);
+* 4-axis files: ``axis-0`` (frame), ``axis-1`` (channel), ``axis-2`` (y), ``axis-3`` (x);
+
+plus an optional ``index`` column, which is *not* a key (duplicates are fine and it is ignored).
+napari writes frames as floats (``3.0``); they must be integral within ``1e-6``.
+
+Coordinates are converted to pixels according to ``scale_csv`` (from ``db.yaml``):
+
+* ``True`` — the CSV holds physical units (µm); y and x are divided by ``physical_size_x``;
+* ``False`` — the CSV holds pixels; used as is;
+* ``"inverse"`` — y and x are multiplied by ``physical_size_x``.
+
+Rows are numbered from 0, the first line after the header (napari's own ``index``); messages
+also give the 1-based line number in the file (header = line 1).
+
+Points outside the movie are not an error at parse time: :func:`validate_points` reports them
+so a failing check can name the file and rows (the original drew them onto the border, wrapped
+frame −1 to the last frame, or zeroed the whole frame).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from deep_events_dagster.core.errors import AnnotationError, ConfigurationError
+
+__all__ = [
+    "AnnotationPoint",
+    "PointProblem",
+    "ScaleMode",
+    "find_annotation_files",
+    "format_problems",
+    "normalise_scale_mode",
+    "read_napari_points",
+    "resolve_scale_csv",
+    "validate_points",
+]
+
+ScaleMode = bool | Literal["inverse"]
+
+FRAME_TOLERANCE = 1e-6
+
+_LAYOUT_3 = ("axis-0", "axis-1", "axis-2")
+_LAYOUT_4 = ("axis-0", "axis-1", "axis-2", "axis-3")
+_EXPECTED = (
+    "expected columns axis-0 (frame), axis-1 (y), axis-2 (x) "
+    "or axis-0 (frame), axis-1 (channel), axis-2 (y), axis-3 (x)"
+)
+
+
+@dataclass(frozen=True)
+class AnnotationPoint:
+    """One annotated point, in pixels.
+
+    Attributes
+    ----------
+    frame
+        Frame (time) index.
+    y, x
+        Row and column in pixels (sub-pixel floats allowed; integer = pixel centre).
+    channel
+        Channel index for 4-axis files, ``None`` for 3-axis files.
+    file
+        The CSV the point came from (as the path was given).
+    row
+        0-based data row in that CSV (line ``row + 2`` of the file).
+    """
+
+    frame: int
+    y: float
+    x: float
+    channel: int | None
+    file: str
+    row: int
+
+
+@dataclass(frozen=True)
+class PointProblem:
+    """A point that lies outside the movie; ``reason`` says which bound it breaks."""
+
+    file: str
+    row: int
+    reason: str
+
+
+def find_annotation_files(folder: str | Path, kind: str) -> list[Path]:
+    """Return the annotation CSVs ``<kind>*.csv`` directly in ``folder``, sorted by name.
+
+    The prefix match is case-sensitive and the search is not recursive. A missing folder
+    yields an empty list.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.name.startswith(kind) and p.name.endswith(".csv")
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
+def normalise_scale_mode(value: object) -> ScaleMode:
+    """Turn a ``scale_csv`` value (bool, 0/1, "true"/"false"/"inverse", None) into a mode.
+
+    ``None`` means the default, ``True``. Anything else raises :class:`ConfigurationError`.
+    """
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "inverse":
+            return "inverse"
+        if text in ("true", "yes", "on", "1"):
+            return True
+        if text in ("false", "no", "off", "0"):
+            return False
+    raise ConfigurationError(
+        f"scale_csv must be true, false or 'inverse' (or a mapping kind → one of these), "
+        f"got {value!r}"
+    )
+
+
+def resolve_scale_csv(scale_csv: object, kind: str) -> ScaleMode:
+    """Return the scale mode for annotation ``kind``.
+
+    Parameters
+    ----------
+    scale_csv
+        The ``scale_csv`` value from ``db.yaml``: a bool (or "inverse") for all kinds, or a
+        mapping kind → bool/"inverse". A kind missing from the mapping gets ``True``.
+    kind
+        Annotation kind (CSV file-name prefix).
+    """
+    if isinstance(scale_csv, Mapping):
+        return normalise_scale_mode(scale_csv.get(kind, True))
+    return normalise_scale_mode(scale_csv)
+
+
+def _line(row: int) -> str:
+    return f"row {row} (line {row + 2})"
+
+
+def _numeric_column(path: Path, df: pd.DataFrame, column: str) -> np.ndarray:
+    raw = df[column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    spelled_nan = raw.str.strip().str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
+    bad_text = np.isnan(values) & raw.notna().to_numpy() & ~spelled_nan
+    if bad_text.any():
+        row = int(np.flatnonzero(bad_text)[0])
+        raise AnnotationError(
+            path,
+            f"non-numeric value {raw.iloc[row]!r} in column {column}, {_line(row)}",
+        )
+    not_finite = ~np.isfinite(values)
+    if not_finite.any():
+        row = int(np.flatnonzero(not_finite)[0])
+        what = "missing value (NaN)" if np.isnan(values[row]) else f"infinite value {values[row]}"
+        raise AnnotationError(path, f"{what} in column {column}, {_line(row)}")
+    return values
+
+
+def _integral(path: Path, values: np.ndarray, column: str, what: str) -> np.ndarray:
+    rounded = np.round(values)
+    off = np.abs(values - rounded) > FRAME_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise AnnotationError(
+            path,
+            f"{what} must be a whole number, got {values[row]!r} in column {column}, {_line(row)}",
+        )
+    return rounded.astype(np.int64)
+
+
+def read_napari_points(
+    csv_path: str | Path,
+    *,
+    scale_csv: object,
+    physical_size_x: float | None,
+) -> list[AnnotationPoint]:
+    """Read a napari points CSV and return its points in pixels.
+
+    Parameters
+    ----------
+    csv_path
+        The CSV file.
+    scale_csv
+        ``True`` (coordinates in physical units, divided by ``physical_size_x``), ``False``
+        (pixels) or ``"inverse"`` (multiplied by ``physical_size_x``). Use
+        :func:`resolve_scale_csv` to get it from a per-kind mapping.
+    physical_size_x
+        Pixel size (µm per pixel); required and > 0 unless ``scale_csv`` is false.
+
+    Returns
+    -------
+    list[AnnotationPoint]
+        In file order.
+
+    Raises
+    ------
+    AnnotationError
+        Empty or header-only file, missing columns, non-numeric / NaN / infinite values,
+        non-integral frames or channels, or scaling asked for without a usable pixel size.
+        The message starts with the CSV path.
+    """
+    path = Path(csv_path)
+    mode = normalise_scale_mode(scale_csv)
+    factor = 1.0
+    if mode is not False:
+        valid = (
+            physical_size_x is not None
+            and isinstance(physical_size_x, (int, float, np.number))
+            and math.isfinite(float(physical_size_x))
+            and float(physical_size_x) > 0
+        )
+        if not valid:
+            raise AnnotationError(
+                path,
+                f"scale_csv is {mode!r} but the movie's physical_size_x is "
+                f"{'missing' if physical_size_x is None else repr(physical_size_x)}; "
+                "set scale_csv: false if the CSV is in pixels",
+            )
+        size = float(physical_size_x)  # type: ignore[arg-type]
+        factor = 1.0 / size if mode is True else size
+
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise AnnotationError(path, "file is empty (no header, no points)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise AnnotationError(path, f"not a readable CSV: {exc}") from None
+    except OSError as exc:
+        raise AnnotationError(path, f"cannot read file: {exc}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+
+    columns = set(df.columns)
+    layout = _LAYOUT_4 if "axis-3" in columns else _LAYOUT_3
+    missing = [c for c in layout if c not in columns]
+    if missing:
+        raise AnnotationError(
+            path,
+            f"missing column(s) {', '.join(missing)}; {_EXPECTED}; found {list(df.columns)}",
+        )
+    if len(df) == 0:
+        raise AnnotationError(path, "no points (the file has only a header)")
+
+    frames = _integral(path, _numeric_column(path, df, "axis-0"), "axis-0", "frame")
+    if layout is _LAYOUT_4:
+        channels = _integral(path, _numeric_column(path, df, "axis-1"), "axis-1", "channel")
+        ys = _numeric_column(path, df, "axis-2")
+        xs = _numeric_column(path, df, "axis-3")
+    else:
+        channels = None
+        ys = _numeric_column(path, df, "axis-1")
+        xs = _numeric_column(path, df, "axis-2")
+    if factor != 1.0:
+        ys = ys * factor
+        xs = xs * factor
+
+    file = str(csv_path)
+    return [
+        AnnotationPoint(
+            frame=int(frames[i]),
+            y=float(ys[i]),
+            x=float(xs[i]),
+            channel=None if channels is None else int(channels[i]),
+            file=file,
+            row=i,
+        )
+        for i in range(len(df))
+    ]
+
+
+def _fmt(value: float) -> str:
+    return str(round(float(value), 3))
+
+
+def validate_points(
+    points: Iterable[AnnotationPoint],
+    *,
+    n_frames: int,
+    height: int,
+    width: int,
+    n_channels: int = 1,
+) -> list[PointProblem]:
+    """Report the points that lie outside the movie.
+
+    A point is inside when ``0 ≤ frame < n_frames``, ``0 ≤ y ≤ height − 1``,
+    ``0 ≤ x ≤ width − 1`` (pixel centres; no rounding) and, for 4-axis files,
+    ``0 ≤ channel < n_channels``. One problem per bad point, naming every bound it breaks.
+    """
+    problems: list[PointProblem] = []
+    for p in points:
+        reasons: list[str] = []
+        if p.frame < 0:
+            reasons.append(f"frame {p.frame} < 0")
+        elif p.frame >= n_frames:
+            reasons.append(f"frame {p.frame} ≥ {n_frames} frames")
+        if p.channel is not None:
+            if p.channel < 0:
+                reasons.append(f"channel {p.channel} < 0")
+            elif p.channel >= n_channels:
+                reasons.append(f"channel {p.channel} ≥ {n_channels} channels")
+        for name, value, size, dim in (("y", p.y, height, "height"), ("x", p.x, width, "width")):
+            if value < 0:
+                reasons.append(f"{name}={_fmt(value)} < 0")
+            elif value > size - 1:
+                reasons.append(f"{name}={_fmt(value)} > {size - 1} ({dim} {size})")
+        if reasons:
+            problems.append(PointProblem(file=p.file, row=p.row, reason=", ".join(reasons)))
+    return problems
+
+
+def format_problems(
+    problems: Sequence[PointProblem],
+    points: Iterable[AnnotationPoint] | None = None,
+    *,
+    max_rows: int = 5,
+) -> str:
+    """Summarise problems per file, one line each.
+
+    Example: ``points.csv: 3 of 12 points outside the movie (row 4: x=812.0 > 799 (width 800);
+    row 7: frame 100 ≥ 100 frames; row 9: y=-2.0 < 0)``. ``of N`` appears when ``points``
+    (all points read) is given; at most ``max_rows`` rows are listed per file.
+    """
+    if not problems:
+        return ""
+    totals: dict[str, int] = {}
+    if points is not None:
+        for p in points:
+            totals[p.file] = totals.get(p.file, 0) + 1
+    by_file: dict[str, list[PointProblem]] = {}
+    for prob in problems:
+        by_file.setdefault(prob.file, []).append(prob)
+    lines = []
+    for file in sorted(by_file):
+        items = sorted(by_file[file], key=lambda q: q.row)
+        count = f"{len(items)} of {totals[file]}" if file in totals else f"{len(items)}"
+        noun = "point" if (totals.get(file, len(items)) == 1) else "points"
+        listed = "; ".join(f"row {q.row}: {q.reason}" for q in items[:max_rows])
+        more = f"; … and {len(items) - max_rows} more" if len(items) > max_rows else ""
+        lines.append(f"{file}: {count} {noun} outside the movie ({listed}{more})")
+    return "\n".join(lines)

@@ -250,6 +250,28 @@ def catalog_find(settings: PlatformSettings, collection: str, filter_json: str |
     return 0
 
 
+def catalog_import(settings: PlatformSettings, folder: Path, collection: str) -> int:
+    """Import original deep-events event folders into a catalog collection."""
+    from deep_events_dagster.catalog import EventCatalog
+    from deep_events_dagster.catalog.legacy import import_legacy_events
+
+    if not folder.is_dir():
+        print(f"{folder}: not a folder", file=sys.stderr)
+        return 2
+    catalog = EventCatalog.open(settings.catalog_uri or None, home=settings.home)
+    try:
+        report = import_legacy_events(catalog, folder, collection)
+    finally:
+        catalog.close()
+    for problem in report.problems:
+        print(f"FAILED  {problem}", file=sys.stderr)
+    print(
+        f"{report.imported} event folders imported into {collection} "
+        f"({report.inserted} new, {report.updated} updated), {len(report.problems)} failed"
+    )
+    return 1 if report.problems else 0
+
+
 def demo(settings: PlatformSettings, *, workers: int) -> int:
     """Generate a synthetic acquisition tree under the home and ingest it."""
     from deep_events_dagster.core.synthetic import synth_main
@@ -300,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("collection")
     f.add_argument("--filter", help='a JSON query, e.g. \'{"cell_line": "cos7"}\'')
 
+    i = catalog_commands.add_parser(
+        "import", parents=[home_parent], help="import original-format event folders"
+    )
+    i.add_argument("folder", type=Path)
+    i.add_argument("--collection", required=True)
+
     p = commands.add_parser("demo", parents=[home_parent], help="synthetic data, ingested")
     p.add_argument("--workers", type=int, default=2)
 
@@ -327,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args, roots=tuple(r.resolve() for r in args.roots))
         return ingest(settings, workers=args.workers, executor=args.executor, verbose=args.verbose)
     settings = settings_from_args(args)
+    if args.command == "catalog" and args.catalog_command == "import":
+        return catalog_import(settings, args.folder, args.collection)
     if args.command == "catalog":
         return catalog_find(settings, args.collection, args.filter)
     if args.command == "demo":

@@ -98,7 +98,7 @@ def test_raw_movie_data_version_follows_the_movie(setup):
 
 
 def test_bad_partition_fails_with_the_file_named(setup):
-    tree, home, defs, instance = setup
+    tree, _home, defs, instance = setup
     acq = tree.acquisitions[0]
     csv = next(iter(acq.csv_files["points"]))
     csv.write_text("index,axis-0,axis-1\n0,1,2\n")

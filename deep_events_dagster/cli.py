@@ -19,6 +19,7 @@ from deep_events_dagster.settings import (
     HOME_ENV,
     KINDS_ENV,
     OUTPUT_ROOT_ENV,
+    QUIET_ENV,
     ROOTS_ENV,
     PlatformSettings,
     load_settings,
@@ -46,6 +47,7 @@ def prepare_home(settings: PlatformSettings) -> None:
         os.environ[ROOTS_ENV] = os.pathsep.join(str(Path(r).resolve()) for r in settings.roots)
     if settings.output_root is not None:
         os.environ[OUTPUT_ROOT_ENV] = str(Path(settings.output_root).resolve())
+    os.environ[QUIET_ENV] = str(settings.quiet_seconds)
 
 
 def settings_from_args(args: argparse.Namespace, **overrides) -> PlatformSettings:
@@ -295,6 +297,15 @@ def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     command = [dagster, "dev", "-m", "deep_events_dagster.definitions", "-h", host, "-p", str(port)]
     print(f"Dagster UI on http://{host}:{port} (home {settings.home})", flush=True)
+    if settings.roots:
+        print(
+            "watching "
+            + ", ".join(str(r) for r in settings.roots)
+            + f" (quiet period {settings.quiet_seconds:g} s)",
+            flush=True,
+        )
+    else:
+        print("no data roots to watch (use --watch ROOT or roots: in deep_events.yaml)")
     return subprocess.call(command, env=os.environ.copy())
 
 
@@ -336,8 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = commands.add_parser("ui", parents=[home_parent], help="run the Dagster UI and daemon")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=3000)
+    p.add_argument(
+        "--watch",
+        action="append",
+        type=Path,
+        metavar="ROOT",
+        help="data root the acquisition sensor watches; repeatable",
+    )
+    p.add_argument(
+        "--quiet-seconds",
+        type=float,
+        help="how long a movie must stay unchanged before it is ingested",
+    )
+    p.add_argument("--kind", action="append", help="annotation kind (CSV prefix); repeatable")
+    p.add_argument("--output-root", help="write derived files to a mirror tree here")
     return parser
 
 
@@ -354,7 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ingest":
         settings = settings_from_args(args, roots=tuple(r.resolve() for r in args.roots))
         return ingest(settings, workers=args.workers, executor=args.executor, verbose=args.verbose)
-    settings = settings_from_args(args)
+    overrides = {}
+    if getattr(args, "watch", None):
+        overrides["roots"] = tuple(r.resolve() for r in args.watch)
+    if getattr(args, "quiet_seconds", None) is not None:
+        overrides["quiet_seconds"] = args.quiet_seconds
+    settings = settings_from_args(args, **overrides)
     if args.command == "catalog" and args.catalog_command == "import":
         return catalog_import(settings, args.folder, args.collection)
     if args.command == "catalog":

@@ -20,6 +20,7 @@ ROOTS_ENV = "DEEP_EVENTS_ROOTS"
 KINDS_ENV = "DEEP_EVENTS_KINDS"
 OUTPUT_ROOT_ENV = "DEEP_EVENTS_OUTPUT_ROOT"
 CATALOG_URI_ENV = "DEEP_EVENTS_CATALOG_URI"
+QUIET_ENV = "DEEP_EVENTS_QUIET_SECONDS"
 CONFIG_FILE = "deep_events.yaml"
 DEFAULT_HOME = ".deep_events"
 DEFAULT_KINDS = ("points",)
@@ -51,6 +52,7 @@ class PlatformSettings:
     catalog_uri_from_env: bool = False
     catalog_uri: str = field(default="", repr=False)
     quiet_seconds: float = 30.0
+    sensor_interval_seconds: int = 5
     params: IngestionParams = IngestionParams()
 
     @property
@@ -124,6 +126,9 @@ def load_settings(
         settings = replace(settings, output_root=Path(config["output_root"]))
     if config.get("quiet_seconds") is not None:
         settings = replace(settings, quiet_seconds=float(config["quiet_seconds"]))
+    if config.get("sensor_interval_seconds") is not None:
+        interval = int(config["sensor_interval_seconds"])
+        settings = replace(settings, sensor_interval_seconds=interval)
     if config.get("catalog_uri"):
         settings = replace(settings, catalog_uri=str(config["catalog_uri"]))
     if env.get(KINDS_ENV):
@@ -134,6 +139,8 @@ def load_settings(
         settings = replace(settings, roots=roots)
     if env.get(OUTPUT_ROOT_ENV):
         settings = replace(settings, output_root=Path(env[OUTPUT_ROOT_ENV]))
+    if env.get(QUIET_ENV):
+        settings = replace(settings, quiet_seconds=float(env[QUIET_ENV]))
     if env.get(CATALOG_URI_ENV):
         settings = replace(settings, catalog_uri=env[CATALOG_URI_ENV], catalog_uri_from_env=True)
     if overrides:

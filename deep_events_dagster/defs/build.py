@@ -7,6 +7,7 @@ import dagster as dg
 from deep_events_dagster.defs.assets import acquisition_metadata, build_kind_assets, raw_movie
 from deep_events_dagster.defs.jobs import ingest_job
 from deep_events_dagster.defs.resources import CatalogResource, IngestionResource
+from deep_events_dagster.defs.sensors import build_acquisition_sensor
 from deep_events_dagster.settings import CATALOG_URI_ENV, HOME_ENV, PlatformSettings
 
 
@@ -39,8 +40,16 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     if not settings.catalog_uri_from_env and settings.catalog_uri:
         uri = settings.catalog_uri
     catalog = CatalogResource(home=home, uri=uri)
+    sensor = build_acquisition_sensor(
+        roots=settings.roots,
+        kinds=settings.kinds,
+        quiet_seconds=settings.quiet_seconds,
+        exclude=[settings.output_root] if settings.output_root else [],
+        interval_seconds=settings.sensor_interval_seconds,
+    )
     return dg.Definitions(
         assets=assets,
         jobs=[ingest_job],
+        sensors=[sensor],
         resources={"ingestion": ingestion, "catalog": catalog},
     )

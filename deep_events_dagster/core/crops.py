@@ -96,6 +96,9 @@ class MovieReader:
         self._memmap: np.memmap | None = None
         capture = _LogCapture()
         tiff_logger = logging.getLogger("tifffile")
+        saved_level = tiff_logger.level
+        if tiff_logger.getEffectiveLevel() > logging.WARNING:  # silenced: still listen
+            tiff_logger.setLevel(logging.WARNING)
         tiff_logger.addHandler(capture)
         try:
             self._tif = tifffile.TiffFile(self.path)
@@ -113,6 +116,7 @@ class MovieReader:
             raise MovieError(self.path, f"cannot read TIFF: {type(exc).__name__}: {exc}") from exc
         finally:
             tiff_logger.removeHandler(capture)
+            tiff_logger.setLevel(saved_level)
         corrupt = [m for m in capture.messages if any(h in m for h in _CORRUPTION_HINTS)]
         if corrupt:
             self.close()

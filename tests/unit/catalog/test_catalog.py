@@ -45,13 +45,21 @@ def _snapshot(catalog: EventCatalog, collection: str) -> list[dict]:
     return sorted(catalog.find(collection), key=lambda doc: str(doc["_id"]))
 
 
-@pytest.fixture(params=["embedded", "mongo"])
+@pytest.fixture(params=["embedded", "server-code-path", "mongo"])
 def catalog_and_collection(request, tmp_path):
     if request.param == "mongo":
         uri = os.environ.get(MONGO_ENV)
         if not uri:
             pytest.skip(f"set {MONGO_ENV} to test against a MongoDB server")
         catalog = EventCatalog.open(uri, home=tmp_path)
+    elif request.param == "server-code-path":
+        # the MongoDB-server code path (``$in`` queries, no file lock) over a montydb client
+        import montydb
+
+        EventCatalog.open(None, home=tmp_path).close()  # configures the folder
+        client = montydb.MontyClient(str(tmp_path / "catalog"))
+        catalog = EventCatalog(client, "deep_events", display="test")
+        assert not catalog.is_embedded
     else:
         catalog = EventCatalog.open(None, home=tmp_path)
     collection = collection_name(f"test_{uuid.uuid4().hex[:8]}")
@@ -326,9 +334,32 @@ def test_lock_is_reentrant_and_shared_for_reads(tmp_path):
             catalog.replace_partition("event_data_points", "a", [_doc("a", 1)])
             assert catalog._lock_exclusive
         assert not catalog._lock_exclusive and catalog._lock_depth == 0
-        # readers in two catalogs at once
-        with EventCatalog.open(None, home=tmp_path) as other, catalog._locked(exclusive=False):
+        # readers in two catalogs at once (once a catalog knows the collection exists)
+        with EventCatalog.open(None, home=tmp_path) as other:
             assert other.count("event_data_points") == 1
+            with catalog._locked(exclusive=False):
+                assert other.count("event_data_points") == 1
+                assert other.find("event_data_points")[0]["acquisition_key"] == "a"
+
+
+def test_lock_held_elsewhere_times_out(tmp_path, monkeypatch):
+    import fcntl
+
+    with EventCatalog.open(None, home=tmp_path) as catalog:
+        catalog.replace_partition("event_data_points", "a", [_doc("a", 1)])
+        fd = os.open(tmp_path / "catalog" / ".catalog.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            monkeypatch.setattr(catalog_module, "LOCK_TIMEOUT_S", 0.2)
+            with pytest.raises(TimeoutError, match=re.escape(".catalog.lock")):
+                catalog.replace_partition("event_data_points", "a", [])
+            with pytest.raises(TimeoutError):
+                catalog.count("event_data_points")
+            fcntl.flock(fd, fcntl.LOCK_SH)  # readers may share
+            assert catalog.count("event_data_points") == 1
+        finally:
+            os.close(fd)
+        assert catalog.replace_partition("event_data_points", "a", []).deleted_stale == 1
 
 
 def test_database_locked_is_retried(tmp_path, monkeypatch):

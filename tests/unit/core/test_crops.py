@@ -448,3 +448,19 @@ def test_to_plain_converts_numpy_and_paths():
     assert type(plain["1"]) is int and type(plain["a"][0]) is float
     assert type(plain["flag"]) is bool
     yaml.safe_dump(plain)  # no numpy or Path left
+
+
+def test_truncation_detected_when_tifffile_logger_is_silenced(tmp_path):
+    import logging
+
+    path = _write(tmp_path / "movie.ome.tif", _movie((5, 32, 40)), "TYX")
+    path.write_bytes(path.read_bytes()[:-100])
+    tiff_logger = logging.getLogger("tifffile")
+    saved = tiff_logger.level
+    tiff_logger.setLevel(logging.CRITICAL)
+    try:
+        with pytest.raises(MovieError, match="truncated"):
+            MovieReader(path)
+        assert tiff_logger.level == logging.CRITICAL
+    finally:
+        tiff_logger.setLevel(saved)

@@ -21,7 +21,7 @@ def tree(tmp_path):
 
 
 def _tick(state, root, now, **kwargs):
-    observations, skipped = scan_roots([root])
+    observations, _skipped = scan_roots([root])
     kwargs.setdefault("known_partitions", set())
     return evaluate_tick(state, observations, now=now, quiet_seconds=30, **kwargs)
 

@@ -213,16 +213,24 @@ def print_summary(settings: PlatformSettings, keys: Sequence[str]) -> None:
     layout = Layout(output_root=settings.output_root)
     catalog = EventCatalog.open(settings.catalog_uri or None, home=settings.home)
     try:
-        print(f"catalog: {catalog.describe()}")
-        for kind in settings.kinds:
-            collection = f"event_data_{kind}"
-            positives = catalog.count(
-                collection, {"acquisition_key": {"$in": list(keys)}, "label": kind}
-            )
-            negatives = catalog.count(
-                collection, {"acquisition_key": {"$in": list(keys)}, "label": "negative"}
-            )
-            print(f"  {collection}: {positives} events, {negatives} negatives")
+        print()
+        header = "acquisition".ljust(60) + "".join(f"{k + ' (+/-)':>18}" for k in settings.kinds)
+        print(header)
+        totals = {kind: [0, 0] for kind in settings.kinds}
+        for key in keys:
+            cells = []
+            for kind in settings.kinds:
+                collection = f"event_data_{kind}"
+                positives = catalog.count(collection, {"acquisition_key": key, "label": kind})
+                negatives = catalog.count(collection, {"acquisition_key": key, "label": "negative"})
+                totals[kind][0] += positives
+                totals[kind][1] += negatives
+                cells.append(f"{positives:>10} / {negatives:<5}")
+            shown = key if len(key) <= 58 else "…" + key[-57:]
+            print(shown.ljust(60) + "".join(f"{c:>18}" for c in cells))
+        print(f"\ncatalog: {catalog.describe()}")
+        for kind, (positives, negatives) in totals.items():
+            print(f"  event_data_{kind}: {positives} events, {negatives} negatives")
     finally:
         catalog.close()
     for root in settings.roots:

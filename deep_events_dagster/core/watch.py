@@ -247,7 +247,7 @@ def evaluate_tick(
     now: float,
     quiet_seconds: float,
     known_partitions: set[str],
-    time_budget_s: float = 20.0,
+    time_budget_s: float = 5.0,
     max_runs: int = 200,
     fingerprint: Callable[[Observation], str] = check_complete,
     skipped_folders: Sequence[tuple[str, str]] = (),

@@ -21,7 +21,7 @@ def build_acquisition_sensor(
     quiet_seconds: float,
     exclude: Sequence[Path] = (),
     interval_seconds: int = 5,
-    time_budget_s: float = 20.0,
+    time_budget_s: float = 5.0,
     max_runs_per_tick: int = 200,
 ) -> dg.SensorDefinition:
     """A sensor watching ``roots`` that registers complete acquisitions and requests runs."""

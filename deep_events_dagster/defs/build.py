@@ -6,6 +6,7 @@ import dagster as dg
 
 from deep_events_dagster.defs.assets import acquisition_metadata, build_kind_assets, raw_movie
 from deep_events_dagster.defs.jobs import ingest_job
+from deep_events_dagster.defs.legacy import legacy_events, legacy_import_job
 from deep_events_dagster.defs.resources import CatalogResource, IngestionResource
 from deep_events_dagster.defs.sensors import build_acquisition_sensor
 from deep_events_dagster.settings import CATALOG_URI_ENV, HOME_ENV, PlatformSettings
@@ -17,7 +18,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     ``home_from_env`` makes resources read the home through ``EnvVar`` (what the UI's
     code location uses), so the Dagster UI shows the variable rather than a path baked in.
     """
-    assets = [raw_movie, acquisition_metadata]
+    assets = [raw_movie, acquisition_metadata, legacy_events]
     for kind in settings.kinds:
         assets.extend(build_kind_assets(kind))
     home: str | dg.EnvVar = dg.EnvVar(HOME_ENV) if home_from_env else str(settings.home)
@@ -49,7 +50,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[ingest_job],
+        jobs=[ingest_job, legacy_import_job],
         sensors=[sensor],
         resources={"ingestion": ingestion, "catalog": catalog},
     )

@@ -9,7 +9,7 @@ INGEST_JOB = "ingest"
 
 ingest_job = dg.define_asset_job(
     name=INGEST_JOB,
-    selection=dg.AssetSelection.groups(INGESTION_GROUP),
+    selection=dg.AssetSelection.groups(INGESTION_GROUP) - dg.AssetSelection.assets("legacy_events"),
     partitions_def=acquisitions_partitions,
     description="Ingest one acquisition: movie → db.yaml → ground truth → event crops → catalog.",
 )

@@ -40,6 +40,7 @@ def test_asset_graph_has_each_kind_side_by_side(setup):
         "fission/ground_truth",
         "fission/event_crops",
         "fission/event_catalog",
+        "legacy_events",
     }
 
 

@@ -1,0 +1,185 @@
+"""The ``legacy_events`` asset: event folders of the original deep-events, in the catalog."""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+from pydantic import Field
+
+from deep_events_dagster.catalog.legacy import LegacyImportReport, import_legacy_folders
+from deep_events_dagster.defs.resources import CatalogResource
+from deep_events_dagster.settings import CONFIG_FILE
+
+LEGACY_GROUP = "ingestion"
+LEGACY_ASSET = "legacy_events"
+LEGACY_JOB = "legacy_import"
+LEGACY_CHECK = "all_folders_imported"
+LEGACY_FOLDERS_KEY = "legacy_folders"
+DEFAULT_LEGACY_COLLECTION = "event_data_legacy"
+MAX_TABLE_ROWS = 200
+MAX_PROBLEM_LINES = 200
+
+
+class LegacyImportConfig(dg.Config):
+    """Run config of ``legacy_events``: which folders, into which collection."""
+
+    folders: list[str] = Field(
+        default=[],
+        description=(
+            "Folders holding original event folders (ev_*/event_db.yaml), searched "
+            f"recursively. Empty: '{LEGACY_FOLDERS_KEY}' of <home>/{CONFIG_FILE}."
+        ),
+    )
+    collection: str = Field(
+        default=DEFAULT_LEGACY_COLLECTION,
+        description="Catalog collection the documents are upserted into.",
+    )
+
+
+def configured_legacy_folders(home: str | Path) -> list[str]:
+    """``legacy_folders`` of ``<home>/deep_events.yaml`` (a folder or a list of folders).
+
+    Relative folders are taken under the home. A missing file or key gives ``[]``.
+
+    Raises
+    ------
+    dagster.Failure
+        The file is not valid YAML, not a mapping, or ``legacy_folders`` is not a string or a
+        list of strings.
+    """
+    path = Path(home) / CONFIG_FILE
+    if not path.is_file():
+        return []
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise dg.Failure(description=f"{path}: cannot read ({exc})", allow_retries=False) from exc
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        raise dg.Failure(description=f"{path}: must be a mapping", allow_retries=False)
+    value = config.get(LEGACY_FOLDERS_KEY)
+    if value in (None, "", []):
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise dg.Failure(
+            description=f"{path}: '{LEGACY_FOLDERS_KEY}' must be a folder or a list of folders",
+            allow_retries=False,
+        )
+    return [str(Path(home) / Path(i).expanduser()) for i in items]
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell: one line, pipes escaped."""
+    if isinstance(value, list | tuple):
+        value = "[" + ", ".join(str(v) for v in value) + "]"
+    text = "—" if value is None or value == "" else str(value)
+    return " ".join(text.split()).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def events_table(report: LegacyImportReport, limit: int = MAX_TABLE_ROWS) -> str:
+    """Markdown table of the imported events: id, event_content, frames, folder."""
+    if not report.documents:
+        return "_no events imported_"
+    lines = ["| id | event_content | frames | folder |", "|---|---|---|---|"]
+    for doc in report.documents[:limit]:
+        folder = Path(str(doc.get("event_path", ""))).name
+        lines.append(
+            f"| {_cell(doc['_id'])} | {_cell(doc.get('event_content'))} "
+            f"| {_cell(doc.get('frames'))} | {_cell(folder)} |"
+        )
+    if len(report.documents) > limit:
+        lines.append(f"\n… and {len(report.documents) - limit} more")
+    return "\n".join(lines)
+
+
+def problems_markdown(problems: Sequence[str], limit: int = MAX_PROBLEM_LINES) -> str:
+    """Problem lines as a markdown list (``none`` when empty)."""
+    if not problems:
+        return "none"
+    lines = ["- `" + p.replace("`", "'") + "`" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"- … and {len(problems) - limit} more")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    name=LEGACY_ASSET,
+    group_name=LEGACY_GROUP,
+    kinds={"mongodb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            LEGACY_CHECK,
+            asset=LEGACY_ASSET,
+            description="Every event folder found was imported (no problem lines).",
+        )
+    ],
+)
+def legacy_events(
+    context: dg.AssetExecutionContext, config: LegacyImportConfig, catalog: CatalogResource
+) -> dg.MaterializeResult:
+    """Event folders written by the original deep-events (``ev_*/`` with ``images.tif``,
+    ``ground_truth.tif``, ``event_db.yaml``), upserted into a catalog collection.
+
+    Folders come from the run config (``folders``), else from ``legacy_folders`` in
+    ``<home>/deep_events.yaml`` (a folder or a list; relative ones under the home); each is
+    searched recursively. Documents keep their ``_id`` and fields; ``event_path`` becomes the
+    folder's current path (the old one is kept in ``original_event_path``) and
+    ``imported_from`` is ``legacy``. Re-running updates the same documents and leaves the rest
+    of the collection alone. Folders that cannot be imported are listed in the metadata and
+    fail the ``all_folders_imported`` check; the others are still imported."""
+    folders = list(config.folders) or configured_legacy_folders(catalog.home)
+    if not folders:
+        raise dg.Failure(
+            description=(
+                "no legacy folders to import: give 'folders' in the run config or "
+                f"'{LEGACY_FOLDERS_KEY}' in {Path(catalog.home) / CONFIG_FILE}"
+            ),
+            allow_retries=False,
+        )
+    event_catalog = catalog.open()
+    try:
+        report = import_legacy_folders(event_catalog, folders, config.collection)
+        where = event_catalog.describe()
+    finally:
+        event_catalog.close()
+    for problem in report.problems:
+        context.log.warning(f"not imported: {problem}")
+    context.log.info(
+        f"{report.imported} event folders imported into {config.collection} "
+        f"({report.inserted} new, {report.updated} updated), {len(report.problems)} failed"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "collection": config.collection,
+            "catalog": where,
+            "folders": dg.MetadataValue.md("\n".join(f"- `{f}`" for f in folders)),
+            "imported": dg.MetadataValue.int(report.imported),
+            "inserted": dg.MetadataValue.int(report.inserted),
+            "updated": dg.MetadataValue.int(report.updated),
+            "failed": dg.MetadataValue.int(len(report.problems)),
+            "problems": dg.MetadataValue.md(problems_markdown(report.problems)),
+            "events": dg.MetadataValue.md(events_table(report)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=LEGACY_CHECK,
+                passed=not report.problems,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "failed": dg.MetadataValue.int(len(report.problems)),
+                    "problems": dg.MetadataValue.md(problems_markdown(report.problems)),
+                },
+            )
+        ],
+    )
+
+
+legacy_import_job = dg.define_asset_job(
+    name=LEGACY_JOB,
+    selection=dg.AssetSelection.assets(legacy_events),
+    description="Import original deep-events event folders into the catalog.",
+)

@@ -93,6 +93,14 @@ def _failure_message(result) -> str:
                 messages.append(user.description)
             elif data.error is not None:
                 messages.append(data.error.message.strip().splitlines()[-1])
+    import dagster as dg
+
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            messages.append(
+                f"{evaluation.asset_key.to_user_string()} check {evaluation.check_name} failed: "
+                f"{evaluation.description}"
+            )
     return "; ".join(dict.fromkeys(messages)) or "run failed (see the Dagster UI for its logs)"
 
 

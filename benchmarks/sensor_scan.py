@@ -54,7 +54,7 @@ def run(workdir: Path, n_folders: int = 10_000, time_budget_s: float = 5.0) -> d
 
     def tick(state: WatchState, now: float, known: set[str]):
         started = time.perf_counter()
-        observations, skipped = scan_roots([root])
+        observations, _skipped = scan_roots([root])
         scan_s = time.perf_counter() - started
         result = evaluate_tick(
             state,
@@ -69,7 +69,7 @@ def run(workdir: Path, n_folders: int = 10_000, time_budget_s: float = 5.0) -> d
         state = WatchState.from_cursor(cursor)
         return result, state, time.perf_counter() - started, scan_s, len(cursor)
 
-    first, state, first_s, first_scan_s, _ = tick(WatchState(), 1000.0, set())
+    _first, state, first_s, first_scan_s, _ = tick(WatchState(), 1000.0, set())
     paged_ticks = []
     known: set[str] = set()
     registered = 0
@@ -80,7 +80,7 @@ def run(workdir: Path, n_folders: int = 10_000, time_budget_s: float = 5.0) -> d
         known.update(r.key for r in result.runs)
         paged_ticks.append((seconds, len(result.runs), result.deferred))
         now += 5.0
-    settled, state, settled_s, settled_scan_s, cursor_len = tick(state, now, known)
+    settled, state, settled_s, _settled_scan_s, cursor_len = tick(state, now, known)
     worst = max([first_s, settled_s, *(t for t, _, _ in paged_ticks)])
     return {
         "folders": n_folders,

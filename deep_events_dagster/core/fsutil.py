@@ -67,13 +67,15 @@ def atomic_write_text(target: str | Path, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
+def atomic_directory(target: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; swap it into place on success.
 
     An existing ``target`` is replaced as a whole: it is first renamed aside, the new
     folder renamed in, then the old one deleted. A crash at any point leaves either the
     old or the new folder under ``target`` plus temporary folders whose names start with
-    ``.tmp-`` (removed by :func:`remove_stale_temporaries`).
+    ``.tmp-`` (removed by :func:`remove_stale_temporaries`). With ``durable`` the parent
+    folder is fsynced after the rename; callers writing many folders may skip that and sync
+    once at the end.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +89,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        if durable:
+            _fsync_dir(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -329,7 +329,26 @@ def _encoded_tiles(
                     padded.fill(0)
                     padded[: block.shape[0], : block.shape[1]] = block
                     block = padded
-                yield zlib.compress(np.ascontiguousarray(block).tobytes(), ZLIB_LEVEL)
+                yield _deflate(np.ascontiguousarray(block).tobytes())
+
+
+def _deflate(data: bytes) -> bytes:
+    """zlib stream at level 1 (zlib-ng through imagecodecs when present: ~2× faster)."""
+    if _ZLIBNG_ENCODE is not None:
+        return _ZLIBNG_ENCODE(data, level=ZLIB_LEVEL)
+    return zlib.compress(data, ZLIB_LEVEL)
+
+
+def _find_zlibng():
+    try:
+        import imagecodecs
+
+        return imagecodecs.zlibng_encode if imagecodecs.ZLIBNG.available else None
+    except Exception:  # imagecodecs missing or built without zlib-ng
+        return None
+
+
+_ZLIBNG_ENCODE = _find_zlibng()
 
 
 def write_ground_truth(
@@ -441,6 +460,14 @@ def read_ground_truth_support(path: str | Path) -> dict[int, list[Window]] | Non
     return support
 
 
+def _zero_tile_for(tif: tifffile.TiffFile) -> bytes | None:
+    """The compressed bytes of an all-zero tile as :func:`write_ground_truth` writes it."""
+    first = tif.pages.first
+    if not first.is_tiled or first.compression != 8 or first.dtype != np.float32:
+        return None
+    return zlib.compress(bytes(first.tilelength * first.tilewidth * 4), 9)
+
+
 class GroundTruthReader:
     """Read frames or windows of a ground-truth (or any single-channel ``T×Y×X``) TIFF.
 
@@ -464,6 +491,8 @@ class GroundTruthReader:
             self.shape: tuple[int, int, int] = shape  # type: ignore[assignment]
             self.dtype = np.dtype(series.dtype)
             self._memmap: np.ndarray | None = None
+            self._page_cache: dict[int, Any] = {}
+            self._zero_tile: bytes | None = _zero_tile_for(self._tif)
             n_pages = len(self._tif.pages)
             if n_pages < shape[0]:
                 # e.g. ImageJ hyperstacks store one IFD; data are contiguous and uncompressed.
@@ -493,6 +522,15 @@ class GroundTruthReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _page(self, t: int):
+        page = self._page_cache.get(t)
+        if page is None:
+            page = self._tif.pages[t]
+            if len(self._page_cache) > 4096:
+                self._page_cache.clear()
+            self._page_cache[t] = page
+        return page
+
     def read_frame(self, t: int) -> np.ndarray:
         """Return frame ``t`` as a ``Y×X`` array of the file's dtype."""
         return self.read_window(t, 0, self.height, 0, self.width)
@@ -509,7 +547,7 @@ class GroundTruthReader:
         if self._memmap is not None:
             out[...] = self._memmap[t, y0:y1, x0:x1]
             return out
-        page = self._tif.pages[t]
+        page = self._page(t)
         kf = page.keyframe
         if kf.samplesperpixel != 1 or kf.imagedepth != 1 or not page.dataoffsets:
             out[...] = page.asarray()[y0:y1, x0:x1]
@@ -533,6 +571,8 @@ class GroundTruthReader:
                 continue  # sparse (empty) segment: zeros
             fh.seek(page.dataoffsets[index])
             data = fh.read(count)
+            if self._zero_tile is not None and data == self._zero_tile:
+                continue  # the writer's pre-encoded all-zero tile
             seg, pos, _shape = kf.decode(data, index)
             if seg is None:
                 continue

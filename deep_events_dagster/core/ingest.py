@@ -33,6 +33,8 @@ from deep_events_dagster.core.metadata import (
 from deep_events_dagster.core.ome import MovieInfo, read_movie_info
 
 STALE_TEMPORARY_AGE_S = 600.0
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NEGATIVE_CONTENT = "none"
 
 
@@ -177,8 +179,13 @@ def load_annotations(
         n_channels=info.n_channels,
     )
     if problems:
-        culprit = ref.folder / problems[0].file if problems[0].file else ref.folder
-        raise AnnotationError(culprit, ann.format_problems(problems, points))
+        # format_problems gives one line per file (sorted), each starting with the file's
+        # path: the error names the first file itself, and is reported on one line
+        first = min(p.file for p in problems)
+        culprit = ref.folder / first if first else ref.folder
+        text = ann.format_problems(problems, points)
+        text = text.removeprefix(f"{first}: ").replace("\n", "; ")
+        raise AnnotationError(culprit, text)
     return points, files
 
 
@@ -233,7 +240,7 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     """The events last written for an acquisition and kind (empty when none)."""
     if not path.is_file():
         return []
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
     return list(data.get("events", []))
 
 
@@ -339,6 +346,7 @@ def extract_events(
     names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
     _remove_old_temporaries(event_root, set(names.values()))
     records: list[EventRecord] = []
+    documents: dict[str, dict[str, Any]] = {}
     with crops.MovieReader(info.path) as movie, ground_truth.GroundTruthReader(gt_path) as gt:
         for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
             folder = event_root / names[eid]
@@ -360,7 +368,9 @@ def extract_events(
                 images=movie.read_window(frames, box),
                 ground_truth=_gt_window(gt, frames, box),
                 event_db=document,
+                durable=False,
             )
+            documents[eid] = crops.to_plain(document)
             records.append(
                 EventRecord(
                     event_id=eid,
@@ -374,6 +384,7 @@ def extract_events(
             if index % 25 == 0:
                 say(f"wrote {index}/{len(planned)} event folders")
 
+    os.sync()  # one flush for every folder written above, before the manifest records them
     manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
     previous = read_manifest(manifest_path)
     manifest = {
@@ -387,11 +398,13 @@ def extract_events(
                 "positive": r.positive,
                 "frames": list(r.frames),
                 "crop_box": list(r.crop_box),
+                "document": documents[r.event_id],
             }
             for r in records
         ],
     }
-    atomic_write_text(manifest_path, yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True))
+    text = yaml.dump(manifest, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True)
+    atomic_write_text(manifest_path, text)
     kept = {r.folder.name for r in records}
     removed = 0
     for entry in previous:
@@ -428,7 +441,7 @@ def _single_channel(
 
 
 def event_documents(manifest_path: Path) -> list[dict[str, Any]]:
-    """The catalog documents of the events a manifest lists (read from their event_db.yaml).
+    """The catalog documents of the events a manifest lists (as written to their event_db.yaml).
 
     Raises
     ------
@@ -437,9 +450,12 @@ def event_documents(manifest_path: Path) -> list[dict[str, Any]]:
     """
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path}: no events manifest; materialise event_crops")
-    data = yaml.safe_load(manifest_path.read_text(encoding="utf-8")) or {}
+    data = yaml.load(manifest_path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
     event_root = Path(data["event_data"])
-    return [crops.read_event_folder(event_root / e["folder"]) for e in data.get("events", [])]
+    return [
+        e["document"] if "document" in e else crops.read_event_folder(event_root / e["folder"])
+        for e in data.get("events", [])
+    ]
 
 
 # ---------------------------------------------------------------- pictures

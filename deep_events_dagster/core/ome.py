@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +190,8 @@ def read_movie_info(path: str | Path, *, verify_pages: bool = True) -> MovieInfo
                 raise MovieError(
                     path,
                     f"OME header promises SizeT={size_t} × SizeC={size_c} × SizeZ={size_z} = "
-                    f"{size_t * size_c * size_z} planes but the file holds {n_pages} pages",
+                    f"{size_t * size_c * size_z} planes but the file holds {n_pages} pages"
+                    + _truncation_note(tif, size_t * size_c * size_z),
                 )
             if size_z != 1:
                 raise MovieError(path, f"z-stacks are not supported (SizeZ={size_z})")
@@ -224,6 +226,28 @@ def read_movie_info(path: str | Path, *, verify_pages: bool = True) -> MovieInfo
         physical_size_y=_float_or_none(ome.get("physical_size_y")),
         fps=frame_interval_seconds(ome),
         ome=ome,
+    )
+
+
+def _truncation_note(tif: tifffile.TiffFile, planes: int) -> str:
+    """``"; the file is truncated …"`` when its chain of pages runs past the end of the file.
+
+    A complete TIFF's last page says "no next page" (offset 0); a file cut short (still being
+    copied, a full disk) has a last readable page pointing beyond the end, or no room left for
+    the pointer at all. A header that merely disagrees with the pages gets no note.
+    """
+    try:
+        fh = tif.filehandle
+        fh.seek(tif.pages.next_page_offset)
+        raw = fh.read(tif.tiff.offsetsize)
+        if len(raw) == tif.tiff.offsetsize and struct.unpack(tif.tiff.offsetformat, raw)[0] == 0:
+            return ""
+        size = int(fh.size)
+    except Exception:  # no claim when the file cannot even tell
+        return ""
+    return (
+        f"; the file is truncated ({size} bytes, its page {len(tif.pages)} of {planes} points "
+        "past the end; still being copied?)"
     )
 
 

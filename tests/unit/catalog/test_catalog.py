@@ -430,3 +430,26 @@ def test_four_processes_write_one_fresh_catalog(tmp_path):
         for key in keys:
             assert catalog.count("event_data_points", {"acquisition_key": key}) == 300
     assert time.monotonic() - start < 60
+
+
+def test_set_field_updates_only_given_documents(tmp_path):
+    from deep_events_dagster.catalog import EventCatalog
+
+    with EventCatalog.open(None, home=tmp_path) as catalog:
+        docs = [
+            {"_id": f"{i:024x}", "acquisition_key": "/a", "extraction_type": "automatic"}
+            for i in range(5)
+        ]
+        catalog.replace_partition("event_data_points", "/a", docs)
+        matched = catalog.set_field(
+            "event_data_points", {docs[0]["_id"]: "train", docs[3]["_id"]: "eval"}, "dataset_split"
+        )
+        assert matched == 2
+        found = {d["_id"]: d.get("dataset_split") for d in catalog.find("event_data_points")}
+        assert found == {
+            docs[0]["_id"]: "train",
+            docs[1]["_id"]: None,
+            docs[2]["_id"]: None,
+            docs[3]["_id"]: "eval",
+            docs[4]["_id"]: None,
+        }

@@ -73,7 +73,7 @@ from typing import Any
 
 from benchmarks.common import REPO_ROOT, Result, Sizes, Workspace, say
 
-BENCHMARKS = ("ground_truth", "detection", "ingestion", "memory")
+BENCHMARKS = ("ground_truth", "detection", "ingestion", "memory", "sensor")
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PROFILE_TOP = 15
 
@@ -87,6 +87,7 @@ class Plan:
     memory_short: Sizes
     repeat: int
     dagster_repeat: int
+    sensor_folders: int = 10_000
 
 
 FULL = Plan(
@@ -102,6 +103,7 @@ QUICK = Plan(
     memory_short=Sizes(frames=100, height=2048, width=2048, points=200),
     repeat=2,
     dagster_repeat=2,
+    sensor_folders=2_000,
 )
 
 
@@ -124,6 +126,10 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
         from benchmarks import bench_memory
 
         return lambda ws: bench_memory.run(ws, plan.memory_long, plan.memory_short)
+    if name == "sensor":
+        from benchmarks import sensor_scan
+
+        return lambda ws: sensor_scan.run_result(ws, plan.sensor_folders)
     raise ValueError(name)
 
 
@@ -217,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         action="append",
         metavar="NAME",
-        help=f"run only these ({', '.join(BENCHMARKS)}, or 1-4); repeat or comma-separate",
+        help=f"run only these ({', '.join(BENCHMARKS)}, or 1-5); repeat or comma-separate",
     )
     parser.add_argument("--workdir", type=Path, help="where the temporary folder goes (/tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import yaml
 
 from deep_events_dagster.core import annotations as ann
 from deep_events_dagster.core.crops import GROUND_TRUTH_NAME, IMAGES_NAME
@@ -493,7 +492,9 @@ def load_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no events manifest; materialise event_crops")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    from deep_events_dagster.core.ingest import load_manifest_data
+
+    data = load_manifest_data(path)
     event_root = Path(data.get("event_data") or path.parent)
     return Manifest(path=path, event_root=event_root, entries=tuple(data.get("events") or ()))
 

@@ -548,13 +548,14 @@ def write_event_folder(
             photometric="minisblack",
             metadata={"axes": axes},
         )
-        # mostly zeros (all zeros for negatives): deflate makes it ~100× smaller
+        # mostly zeros (all zeros for negatives): zstd makes it ~400× smaller and is faster
+        # than writing it raw; tifffile (with imagecodecs) and Bio-Formats read it
         tifffile.imwrite(
             tmp / GROUND_TRUTH_NAME,
             np.ascontiguousarray(ground_truth, dtype=np.float32),
             photometric="minisblack",
             metadata={"axes": "TYX"},
-            compression="zlib",
+            compression="zstd",
             compressionargs={"level": 1},
         )
         (tmp / EVENT_DB_NAME).write_text(text, encoding="utf-8")

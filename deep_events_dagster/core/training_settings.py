@@ -192,8 +192,9 @@ def _settings_value(path: Path, key: str, value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise TrainingSettingsError(
-            path, f"'{key}' must be a mapping of training settings (or 'default'), "
-            f"got {type(value).__name__}"
+            path,
+            f"'{key}' must be a mapping of training settings (or 'default'), "
+            f"got {type(value).__name__}",
         )
     bad = [k for k in value if not isinstance(k, str)]
     if bad:
@@ -262,8 +263,9 @@ def parse_training_settings(data: Any, path: str | Path) -> list[TrainingRunSpec
     collection = data.get("collection")
     if not isinstance(collection, str) or not collection.strip():
         raise TrainingSettingsError(
-            path, "'collection' (the catalog collection to query, e.g. event_data_points) "
-            "is missing or not text"
+            path,
+            "'collection' (the catalog collection to query, e.g. event_data_points) "
+            "is missing or not text",
         )
     collection = collection.strip()
 
@@ -407,7 +409,7 @@ def load_training_file(path: str | Path) -> list[TrainingRunSpec]:
         The file is missing, unreadable, not valid YAML, or its content is malformed; the
         message starts with the file's path.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(Path(path).expanduser()))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

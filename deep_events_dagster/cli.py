@@ -74,8 +74,14 @@ class PartitionOutcome:
     run_id: str
 
 
-def ingest_job_definition():
-    """The ingest job with its resources, for ``dg.reconstructable`` in worker processes."""
+def ingest_job_definition(settings_key: str = ""):
+    """The ingest job with its resources, rebuilt from the environment in worker processes.
+
+    ``settings_key`` is not read: it makes the reconstructable job of each settings distinct.
+    Dagster keeps the last reconstructed definition per process (an ``lru_cache`` keyed by the
+    code pointer), so without it a second ``ingest`` in one process (tests, library use) ran
+    with the first one's roots, kinds and parameters.
+    """
     from deep_events_dagster.defs.build import build_definitions
     from deep_events_dagster.defs.jobs import INGEST_JOB
 
@@ -104,6 +110,22 @@ def _failure_message(result) -> str:
     return "; ".join(dict.fromkeys(messages)) or "run failed (see the Dagster UI for its logs)"
 
 
+def _reconstructable_ingest_job():
+    """``ingest_job_definition`` as a reconstructable job keyed by the current settings."""
+    import hashlib
+
+    import dagster as dg
+
+    settings = load_settings()
+    # a digest: the key is stored with the run, and the catalog URI may hold a password
+    key = hashlib.sha256(repr((settings, settings.catalog_uri)).encode()).hexdigest()
+    return dg.build_reconstructable_job(
+        "deep_events_dagster.cli",
+        "ingest_job_definition",
+        reconstructable_kwargs={"settings_key": key},
+    )
+
+
 def run_partition(
     key: str, executor: str = "in_process", log_level: str = "WARNING"
 ) -> PartitionOutcome:
@@ -116,7 +138,7 @@ def run_partition(
     }
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(
-            dg.reconstructable(ingest_job_definition),
+            _reconstructable_ingest_job(),
             instance=instance,
             tags={PARTITION_TAG: key},
             run_config=run_config,
@@ -307,6 +329,107 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
     )
 
 
+def train_job_definition():
+    """The train job with its resources, for ``dg.reconstructable`` in worker processes."""
+    from deep_events_dagster.defs.build import build_definitions
+
+    settings = load_settings()
+    return build_definitions(settings, home_from_env=True).resolve_job_def("train")
+
+
+def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = False) -> int:
+    """Register the file's training runs, run them, print where models and evaluations are."""
+    import filecmp
+
+    import dagster as dg
+
+    from deep_events_dagster.core.errors import InputError
+    from deep_events_dagster.core.training_settings import load_training_file
+    from deep_events_dagster.defs.training import TRAINING_RUNS
+
+    prepare_home(settings)
+    if not settings_file.is_file():
+        print(f"{settings_file}: no such settings file", file=sys.stderr)
+        return 2
+    folder = settings.training_settings_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / settings_file.name
+    if settings_file.resolve() != target.resolve():
+        if target.exists() and not filecmp.cmp(settings_file, target, shallow=False):
+            print(f"replacing {target} with {settings_file}")
+        _copy_settings_file(settings_file, target)
+    try:
+        specs = load_training_file(target)
+    except InputError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    keys = [s.partition_key for s in specs]
+    with dg.DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(TRAINING_RUNS))
+        new = [k for k in keys if k not in known]
+        if new:
+            instance.add_dynamic_partitions(TRAINING_RUNS, new)
+    print(f"{len(specs)} training run(s) in {target}", flush=True)
+    failed = 0
+    for spec in specs:
+        with dg.DagsterInstance.get() as instance:
+            result = dg.execute_job(
+                dg.reconstructable(train_job_definition),
+                instance=instance,
+                tags={PARTITION_TAG: spec.partition_key},
+                run_config={
+                    "execution": {"config": {"in_process": {}}},
+                    "loggers": {
+                        "console": {"config": {"log_level": "INFO" if verbose else "WARNING"}}
+                    },
+                },
+                raise_on_error=False,
+            )
+            if not result.success:
+                failed += 1
+                print(f"FAILED  {spec.partition_key}: {_failure_message(result)}", flush=True)
+                continue
+        run_folder = _training_run_folder(settings, spec)
+        model = _pointer(run_folder / "model.yaml")
+        print(f"ok      {spec.partition_key}")
+        print(f"  model:      {model.get('path')}")
+        print(f"  evaluation: {Path(model.get('path', '')) / 'evaluation.yaml'}")
+        print(f"  tensorboard --logdir {Path(model.get('path', '')) / 'logs'}")
+    return 1 if failed else 0
+
+
+def _copy_settings_file(source: Path, target: Path) -> None:
+    """Copy a settings file into the settings folder, keeping a relative ``folder`` meaning
+    what it meant next to the original file."""
+    import yaml
+
+    text = source.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None  # copied as is; loading it reports the error with the file's name
+    folder = data.get("folder") if isinstance(data, dict) else None
+    if isinstance(folder, str) and folder and not Path(folder).is_absolute():
+        data["folder"] = str((source.parent / folder).resolve())
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    target.write_text(text, encoding="utf-8")
+
+
+def _pointer(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _training_run_folder(settings: PlatformSettings, spec) -> Path:
+    from deep_events_dagster.defs.training import TrainingResource
+
+    resource = TrainingResource(
+        home=str(settings.home), settings_dir=str(settings.training_settings_dir)
+    )
+    return resource.run_folder(spec)
+
+
 def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
     """Run ``dagster dev`` (webserver + daemon) on the home's instance."""
     prepare_home(settings)
@@ -358,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", parents=[home_parent], help="synthetic data, ingested")
     p.add_argument("--workers", type=int, default=2)
 
+    p = commands.add_parser("train", parents=[home_parent], help="train from a settings file")
+    p.add_argument("settings_file", type=Path, metavar="SETTINGS.yaml")
+    p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+
     p = commands.add_parser("synth", help="write a synthetic acquisition tree")
     p.add_argument("out", type=Path)
     p.add_argument("--seed", type=int, default=0)
@@ -405,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return catalog_import(settings, args.folder, args.collection)
     if args.command == "catalog":
         return catalog_find(settings, args.collection, args.filter)
+    if args.command == "train":
+        return train(settings, args.settings_file, verbose=args.verbose)
     if args.command == "demo":
         return demo(settings, workers=args.workers)
     if args.command == "ui":

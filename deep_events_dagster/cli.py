@@ -98,7 +98,11 @@ def _failure_message(result) -> str:
             if user is not None and user.description:
                 messages.append(user.description)
             elif data.error is not None:
-                messages.append(data.error.message.strip().splitlines()[-1])
+                error = data.error
+                while error.cause is not None:  # the innermost error says what went wrong
+                    error = error.cause
+                lines = error.message.strip().splitlines() or [error.cls_name or "error"]
+                messages.append(lines[0])
     import dagster as dg
 
     for evaluation in result.get_asset_check_evaluations():
@@ -110,8 +114,8 @@ def _failure_message(result) -> str:
     return "; ".join(dict.fromkeys(messages)) or "run failed (see the Dagster UI for its logs)"
 
 
-def _reconstructable_ingest_job():
-    """``ingest_job_definition`` as a reconstructable job keyed by the current settings."""
+def _reconstructable_job(function_name: str):
+    """A job-building function of this module as a reconstructable job keyed by the settings."""
     import hashlib
 
     import dagster as dg
@@ -121,9 +125,14 @@ def _reconstructable_ingest_job():
     key = hashlib.sha256(repr((settings, settings.catalog_uri)).encode()).hexdigest()
     return dg.build_reconstructable_job(
         "deep_events_dagster.cli",
-        "ingest_job_definition",
+        function_name,
         reconstructable_kwargs={"settings_key": key},
     )
+
+
+def _reconstructable_ingest_job():
+    """``ingest_job_definition`` as a reconstructable job keyed by the current settings."""
+    return _reconstructable_job("ingest_job_definition")
 
 
 def run_partition(
@@ -329,8 +338,8 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
     )
 
 
-def train_job_definition():
-    """The train job with its resources, for ``dg.reconstructable`` in worker processes."""
+def train_job_definition(settings_key: str = ""):
+    """The train job with its resources (``settings_key``: see ``ingest_job_definition``)."""
     from deep_events_dagster.defs.build import build_definitions
 
     settings = load_settings()
@@ -374,7 +383,7 @@ def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = Fa
     for spec in specs:
         with dg.DagsterInstance.get() as instance:
             result = dg.execute_job(
-                dg.reconstructable(train_job_definition),
+                _reconstructable_job("train_job_definition"),
                 instance=instance,
                 tags={PARTITION_TAG: spec.partition_key},
                 run_config={

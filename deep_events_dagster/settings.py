@@ -53,12 +53,19 @@ class PlatformSettings:
     catalog_uri: str = field(default="", repr=False)
     quiet_seconds: float = 30.0
     sensor_interval_seconds: int = 5
+    training_dir: Path | None = None
+    device: str = "auto"
     params: IngestionParams = IngestionParams()
 
     @property
     def dagster_home(self) -> Path:
         """The Dagster instance folder under the home."""
         return self.home / "dagster"
+
+    @property
+    def training_settings_dir(self) -> Path:
+        """Folder of training settings files (``training_dir`` in deep_events.yaml)."""
+        return self.training_dir or self.home / "training"
 
     @property
     def keys_file(self) -> Path:
@@ -129,6 +136,13 @@ def load_settings(
     if config.get("sensor_interval_seconds") is not None:
         interval = int(config["sensor_interval_seconds"])
         settings = replace(settings, sensor_interval_seconds=interval)
+    if config.get("training_dir"):
+        training_dir = Path(config["training_dir"])
+        if not training_dir.is_absolute():
+            training_dir = resolved_home / training_dir
+        settings = replace(settings, training_dir=training_dir)
+    if config.get("device"):
+        settings = replace(settings, device=str(config["device"]))
     if config.get("catalog_uri"):
         settings = replace(settings, catalog_uri=str(config["catalog_uri"]))
     if env.get(KINDS_ENV):

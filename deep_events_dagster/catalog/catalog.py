@@ -534,6 +534,27 @@ class EventCatalog:
             )
         )
 
+    def set_field(self, collection: str, values: Mapping[str, Any], field: str) -> int:
+        """Set ``field`` per document: ``values`` maps ``_id`` → value; returns how many matched.
+
+        Used to keep each event's ``dataset_split`` with it in the catalog. The documents are
+        read in one pass and written back in bulk (single updates are slow on montydb).
+        """
+        if not values:
+            return 0
+        coll = self._collection(collection)
+
+        def op() -> int:
+            docs = self._find_ids(coll, list(values))
+            for doc in docs:
+                doc[field] = to_plain(values[doc["_id"]])
+            if docs:
+                self._delete_ids(coll, [d["_id"] for d in docs], protect_manual=False)
+                coll.insert_many(docs)
+            return len(docs)
+
+        return int(self._run(op, exclusive=True))
+
     # -- lifetime ------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -21,7 +21,12 @@ import yaml
 from deep_events_dagster.core import annotations as ann
 from deep_events_dagster.core import crops, events, ground_truth, thumbnails
 from deep_events_dagster.core.acquisitions import acquisition_key, movie_in_folder, root_of
-from deep_events_dagster.core.errors import AnnotationError, ConfigurationError, MovieError
+from deep_events_dagster.core.errors import (
+    AnnotationError,
+    ConfigurationError,
+    InputError,
+    MovieError,
+)
 from deep_events_dagster.core.fingerprint import MovieFingerprint, fingerprint_movie
 from deep_events_dagster.core.fsutil import TEMP_PREFIX, atomic_write_text
 from deep_events_dagster.core.layout import Layout
@@ -243,14 +248,25 @@ def load_manifest_data(path: Path) -> dict[str, Any]:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        return yaml.load(text, Loader=_YAML_LOADER) or {}
+        pass
+    try:
+        data = yaml.load(text, Loader=_YAML_LOADER) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"events manifest is corrupt ({exc}); delete it to rebuild") from exc
+    if not isinstance(data, dict):
+        raise InputError(path, "events manifest is not a mapping; delete it to rebuild")
+    return data
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The events last written for an acquisition and kind (empty when none)."""
+    """The events last written for an acquisition and kind (empty when none or unreadable:
+    the caller is about to replace it, and stale folders are then left for a later run)."""
     if not path.is_file():
         return []
-    return list(load_manifest_data(path).get("events", []))
+    try:
+        return list(load_manifest_data(path).get("events", []))
+    except InputError:
+        return []
 
 
 def _event_document(

@@ -9,6 +9,14 @@ from deep_events_dagster.defs.jobs import ingest_job
 from deep_events_dagster.defs.legacy import legacy_events, legacy_import_job
 from deep_events_dagster.defs.resources import CatalogResource, IngestionResource
 from deep_events_dagster.defs.sensors import build_acquisition_sensor
+from deep_events_dagster.defs.training import (
+    TrainingResource,
+    build_training_sensor,
+    model_evaluation,
+    train_job,
+    trained_model,
+    training_set,
+)
 from deep_events_dagster.settings import CATALOG_URI_ENV, HOME_ENV, PlatformSettings
 
 
@@ -18,7 +26,8 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     ``home_from_env`` makes resources read the home through ``EnvVar`` (what the UI's
     code location uses), so the Dagster UI shows the variable rather than a path baked in.
     """
-    assets = [raw_movie, acquisition_metadata, legacy_events]
+    assets = [raw_movie, acquisition_metadata, legacy_events, training_set, trained_model]
+    assets.append(model_evaluation)
     for kind in settings.kinds:
         assets.extend(build_kind_assets(kind))
     home: str | dg.EnvVar = dg.EnvVar(HOME_ENV) if home_from_env else str(settings.home)
@@ -50,7 +59,16 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[ingest_job, legacy_import_job],
-        sensors=[sensor],
-        resources={"ingestion": ingestion, "catalog": catalog},
+        jobs=[ingest_job, legacy_import_job, train_job],
+        sensors=[sensor, build_training_sensor()],
+        resources={
+            "ingestion": ingestion,
+            "catalog": catalog,
+            "training": TrainingResource(
+                home=home,
+                settings_dir=str(settings.training_settings_dir),
+                device=settings.device,
+            ),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
     )

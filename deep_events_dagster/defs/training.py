@@ -1,0 +1,290 @@
+"""Training assets: a partition per (settings file, prompt) → training set → model → evaluation."""
+
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from deep_events_dagster.core.errors import ConfigurationError, InputError
+from deep_events_dagster.core.fsutil import atomic_write_text
+from deep_events_dagster.core.thumbnails import encode_png, markdown_image
+from deep_events_dagster.defs.resources import CatalogResource
+
+TRAINING_GROUP = "training"
+TRAINING_RUNS = "training_runs"
+GPU_POOL = "gpu"
+# Under a Kubernetes run launcher this requests one GPU for the training step's pod.
+GPU_OP_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+    }
+}
+
+training_runs_partitions = dg.DynamicPartitionsDefinition(name=TRAINING_RUNS)
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """Where training settings files live and which device training uses."""
+
+    home: str
+    settings_dir: str = ""
+    device: str = "auto"
+
+    def settings_folder(self) -> Path:
+        """Folder of training settings files (default ``<home>/training``)."""
+        return Path(self.settings_dir) if self.settings_dir else Path(self.home) / "training"
+
+    def specs(self) -> list:
+        """Every (file, prompt) training run defined in the settings folder."""
+        from deep_events_dagster.core.training_settings import load_training_file
+
+        folder = self.settings_folder()
+        specs = []
+        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
+            specs.extend(load_training_file(path))
+        return specs
+
+    def spec(self, partition_key: str):
+        """The training run behind a partition key."""
+        for spec in self.specs():
+            if spec.partition_key == partition_key:
+                return spec
+        raise dg.Failure(
+            description=(
+                f"training run {partition_key!r} is not defined by any settings file in "
+                f"{self.settings_folder()} (was its file or prompt removed?)"
+            ),
+            allow_retries=False,
+        )
+
+    def run_folder(self, spec) -> Path:
+        """Folder holding this run's pointers and models."""
+        base = Path(spec.folder) if spec.folder else Path(self.home) / "training_data"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.partition_key)
+        return base / "runs" / safe
+
+    def training_root(self, spec) -> Path:
+        """Folder holding content-addressed training sets."""
+        base = Path(spec.folder) if spec.folder else Path(self.home) / "training_data"
+        return base / "training_sets"
+
+
+def _read_pointer(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise dg.Failure(description=f"{path}: no {what} yet; materialise it first")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def _write_pointer(path: Path, data: dict) -> None:
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+@dg.asset(
+    partitions_def=training_runs_partitions,
+    group_name=TRAINING_GROUP,
+    code_version="1",
+    kinds={"numpy"},
+)
+def training_set(
+    context: dg.AssetExecutionContext, training: TrainingResource, catalog: CatalogResource
+) -> dg.MaterializeResult:
+    """Events selected by the run's `db_prompt` from its catalog collection, split
+    deterministically per event (kept in the catalog as `dataset_split`), cut into windows of
+    `n_timepoints` frames (no wrap-around), normalised per frame, stored as train/eval stacks.
+    Content-addressed: the same events and parameters reuse the same folder."""
+    from deep_events_dagster.core.training_set import build_training_set, montage
+
+    spec = training.spec(context.partition_key)
+    db = catalog.open()
+    try:
+        documents = db.find(spec.collection, spec.db_prompt)
+        context.log.info(f"{len(documents)} documents match {spec.db_prompt} in {spec.collection}")
+        if not documents:
+            raise dg.Failure(
+                description=f"{spec.file}: db_prompt {spec.db_prompt} matches no document in "
+                f"collection {spec.collection} ({db.describe()})",
+                allow_retries=False,
+            )
+        try:
+            result = build_training_set(
+                documents,
+                settings=spec.settings,
+                out_root=training.training_root(spec),
+                db_prompt=spec.db_prompt,
+                collection=spec.collection,
+            )
+        except (InputError, ConfigurationError) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        if result.new_splits:
+            db.set_field(spec.collection, result.new_splits, "dataset_split")
+    finally:
+        db.close()
+    run_folder = training.run_folder(spec)
+    _write_pointer(
+        run_folder / "training_set.yaml",
+        {"path": str(result.path), "id": result.id, "partition": context.partition_key},
+    )
+    by_acquisition = "\n".join(
+        f"| {key} | {n} |" for key, n in sorted(result.counts_by_acquisition.items())
+    )
+    ratio = result.positives / result.negatives if result.negatives else float("inf")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(result.id),
+        metadata={
+            "path": dg.MetadataValue.path(str(result.path)),
+            "id": result.id,
+            "reused": result.reused,
+            "train_samples": result.n_train,
+            "eval_samples": result.n_eval,
+            "positives": result.positives,
+            "negatives": result.negatives,
+            "positive_negative_ratio": round(ratio, 3) if ratio != float("inf") else -1.0,
+            "skipped": str(dict(result.skipped)) if result.skipped else "none",
+            "by_acquisition": dg.MetadataValue.md(
+                f"| acquisition | events |\n|---|---|\n{by_acquisition}"
+            ),
+            "by_label": str(dict(result.counts_by_label)),
+            "montage": dg.MetadataValue.md(
+                markdown_image(encode_png(montage(result.path)), "training samples")
+            ),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=training_runs_partitions,
+    group_name=TRAINING_GROUP,
+    deps=[training_set],
+    pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
+    code_version="1",
+    kinds={"pytorch"},
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    training: TrainingResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    """The U-Net (or bottleneck ConvLSTM) trained on the training set in its own process
+    (Dagster Pipes), on a free GPU when there is one (one model per GPU), else the CPU.
+    The model folder holds settings.yaml, db_prompt.yaml, model.pt, history.csv, logs/
+    (TensorBoard) and the training set reference."""
+    spec = training.spec(context.partition_key)
+    run_folder = training.run_folder(spec)
+    pointer = _read_pointer(run_folder / "training_set.yaml", "training set")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    model_dir = run_folder / f"model_{stamp}_{pointer['id'][:8]}"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    settings_path = model_dir / "requested_settings.yaml"
+    atomic_write_text(
+        settings_path,
+        yaml.safe_dump({"backend": spec.backend, **spec.settings}, sort_keys=False),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "deep_events_dagster.ml.torch.train",
+        "--training-set",
+        pointer["path"],
+        "--model-dir",
+        str(model_dir),
+        "--settings",
+        str(settings_path),
+        "--device",
+        training.device,
+        "--home",
+        training.home,
+    ]
+    context.log.info("training: " + " ".join(command))
+    result = pipes_subprocess_client.run(command=command, context=context).get_materialize_result()
+    _write_pointer(
+        run_folder / "model.yaml",
+        {"path": str(model_dir), "training_set": pointer["path"], "training_set_id": pointer["id"]},
+    )
+    return result
+
+
+@dg.asset(
+    partitions_def=training_runs_partitions,
+    group_name=TRAINING_GROUP,
+    deps=[trained_model],
+    code_version="1",
+    kinds={"pytorch"},
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext, training: TrainingResource
+) -> dg.MaterializeResult:
+    """Predictions on the held-out events, a threshold sweep (0.05–1.0, 96 steps) with
+    precision, recall, F1, MCC, weighted MCC, kappa, specificity, NPV and F-beta (β = 0.1);
+    the threshold maximising F-beta is kept. Writes evaluation.yaml and perf.png."""
+    from deep_events_dagster.ml.evaluate import evaluate_model_folder
+
+    spec = training.spec(context.partition_key)
+    pointer = _read_pointer(training.run_folder(spec) / "model.yaml", "trained model")
+    summary = evaluate_model_folder(Path(pointer["path"]), device=training.device)
+    return dg.MaterializeResult(
+        metadata={
+            "evaluation": dg.MetadataValue.path(str(summary.evaluation_path)),
+            "threshold": summary.values["threshold"],
+            "fbeta": summary.values["fbeta"],
+            "f1": summary.values["f1"],
+            "precision": summary.values["precision"],
+            "recall": summary.values["recall"],
+            "mcc": summary.values["mcc"],
+            "eval_pixels": summary.values.get("n_pixels", 0),
+            "performance": dg.MetadataValue.md(
+                markdown_image(summary.plot_path.read_bytes(), "metrics vs threshold")
+            ),
+        }
+    )
+
+
+train_job = dg.define_asset_job(
+    name="train",
+    selection=dg.AssetSelection.groups(TRAINING_GROUP),
+    partitions_def=training_runs_partitions,
+    description="Build the training set, train the model, evaluate it.",
+)
+
+
+def build_training_sensor(interval_seconds: int = 15) -> dg.SensorDefinition:
+    """Registers each (settings file, prompt) as a training run; runs it when new or changed."""
+
+    @dg.sensor(
+        name="training_settings_sensor",
+        job=train_job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Watches the training settings folder (<home>/training by default). Each db_prompt "
+            "of each settings file is a partition of `training_runs`; a run is requested when "
+            "one is new or its prompt/settings changed."
+        ),
+    )
+    def training_settings_sensor(context: dg.SensorEvaluationContext, training: TrainingResource):
+        folder = training.settings_folder()
+        if not folder.is_dir():
+            return dg.SkipReason(f"no training settings folder {folder}")
+        try:
+            specs = training.specs()
+        except InputError as exc:
+            context.log.error(str(exc))
+            return dg.SkipReason(str(exc))
+        known = set(context.instance.get_dynamic_partitions(TRAINING_RUNS))
+        new = [s.partition_key for s in specs if s.partition_key not in known]
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"{s.partition_key}@{s.spec_fingerprint}",
+                    partition_key=s.partition_key,
+                )
+                for s in specs
+            ],
+            dynamic_partitions_requests=(
+                [training_runs_partitions.build_add_request(new)] if new else []
+            ),
+        )
+
+    return training_settings_sensor

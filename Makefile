@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+BROWSER_STAMP := $(VENV)/.browser-stamp
+# The browser test drives Debian's chromium through playwright's bundled driver; never
+# `playwright install` (it downloads a browser build).
+CHROMIUM ?= /usr/bin/chromium
 HOME_DIR ?= .deep_events
 PYTEST_ARGS ?=
 
@@ -18,13 +22,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(BROWSER_STAMP): $(STAMP)
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+		echo "installing Debian's chromium for the browser test"; \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	$(CHROMIUM) --version
+	$(PY) -c "import playwright.sync_api"
+	touch $(BROWSER_STAMP)
+
 demo: install
 	$(VENV)/bin/deep-events demo --home $(HOME_DIR)
 
 ui: install
 	$(VENV)/bin/deep-events ui --home $(HOME_DIR)
 
-test: install
+test: install $(BROWSER_STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install

@@ -249,8 +249,14 @@ def print_summary(settings: PlatformSettings, keys: Sequence[str]) -> None:
     from deep_events_dagster.catalog import EventCatalog
     from deep_events_dagster.core.layout import Layout
 
+    from deep_events_dagster.core.errors import ConfigurationError
+
     layout = Layout(output_root=settings.output_root)
-    catalog = EventCatalog.open(settings.catalog_uri or None, home=settings.home)
+    try:
+        catalog = EventCatalog.open(settings.catalog_uri or None, home=settings.home)
+    except (ConfigurationError, OSError) as exc:
+        print(f"cannot open the catalog: {exc}", file=sys.stderr)
+        return
     try:
         print()
         header = "acquisition".ljust(60) + "".join(f"{k + ' (+/-)':>18}" for k in settings.kinds)

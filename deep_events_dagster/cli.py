@@ -247,9 +247,8 @@ def ingest(
 def print_summary(settings: PlatformSettings, keys: Sequence[str]) -> None:
     """Print acquisitions, events per kind and where the files and the catalog are."""
     from deep_events_dagster.catalog import EventCatalog
-    from deep_events_dagster.core.layout import Layout
-
     from deep_events_dagster.core.errors import ConfigurationError
+    from deep_events_dagster.core.layout import Layout
 
     layout = Layout(output_root=settings.output_root)
     try:

@@ -40,7 +40,7 @@ ui: install
 	$(VENV)/bin/deep-events ui --home $(HOME_DIR)
 
 test: install $(BROWSER_STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)

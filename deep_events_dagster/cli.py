@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -447,7 +446,12 @@ def _training_run_folder(settings: PlatformSettings, spec) -> Path:
 def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
     """Run ``dagster dev`` (webserver + daemon) on the home's instance."""
     prepare_home(settings)
-    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which(
+        "dagster"
+    )
+    if dagster is None:
+        print("the `dagster` command is not installed beside deep-events", file=sys.stderr)
+        return 2
     command = [dagster, "dev", "-m", "deep_events_dagster.definitions", "-h", host, "-p", str(port)]
     print(f"Dagster UI on http://{host}:{port} (home {settings.home})", flush=True)
     if settings.roots:
@@ -459,7 +463,8 @@ def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
         )
     else:
         print("no data roots to watch (use --watch ROOT or roots: in deep_events.yaml)")
-    return subprocess.call(command, env=os.environ.copy())
+    # replace this process: signals (Ctrl-C, SIGTERM from a service manager) reach dagster dev
+    os.execve(command[0], command, os.environ.copy())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -281,15 +281,17 @@ def evaluate_tick(
     for observation in observations:
         seen.add(observation.key)
         entry = entries.get(observation.key)
+        # quiet time counts from the movie's last write (its mtime), not from when a tick saw it
+        last_write = min(now, observation.movie_signature[1] / 1e9)
         if entry is None or entry.status == REMOVED:
             previous = entry
-            entry = EntryState(observation.movie_signature, "", now)
+            entry = EntryState(observation.movie_signature, "", last_write)
             if previous is not None:  # came back: keep its fingerprint so unchanged = no re-run
                 entry.fingerprint = previous.fingerprint
             entries[observation.key] = entry
         elif entry.movie_signature != observation.movie_signature:
             entry.movie_signature = observation.movie_signature
-            entry.first_seen = now
+            entry.first_seen = last_write
             entry.side_signature = ""  # the movie changed: look again once it is quiet
         if entry.side_signature == observation.side_signature and entry.status != PENDING:
             continue  # nothing changed since it was last looked at (registered or unreadable)

@@ -114,3 +114,19 @@ def test_unlistable_folder_is_logged_and_skipped(tree, monkeypatch):
     observations, skipped = scan_roots([tree.root])
     assert len(observations) == 2
     assert skipped == [(str(locked), "cannot list folder (Permission denied)")]
+
+
+def test_quiet_period_counts_from_the_movies_last_write(tree):
+    import time
+
+    now = time.time()
+    old, fresh = tree.acquisitions[0], tree.acquisitions[1]
+    for acq in tree.acquisitions:
+        os.utime(acq.movie_path, (now - 3600, now - 3600))
+    os.utime(fresh.movie_path, (now - 5, now - 5))
+    tick = _tick(WatchState(), tree.root, now=now)
+    keys = {r.key for r in tick.runs}
+    assert old.folder.as_posix() in keys  # written an hour ago: complete on first sight
+    assert fresh.folder.as_posix() not in keys and tick.waiting == 1
+    later = _tick(tick.state, tree.root, now=now + 26)
+    assert [r.key for r in later.runs] == [fresh.folder.as_posix()]

@@ -73,7 +73,7 @@ from typing import Any
 
 from benchmarks.common import REPO_ROOT, Result, Sizes, Workspace, say
 
-BENCHMARKS = ("ground_truth", "detection", "ingestion", "memory", "sensor")
+BENCHMARKS = ("ground_truth", "detection", "ingestion", "memory", "sensor", "ui_latency")
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PROFILE_TOP = 15
 
@@ -130,6 +130,10 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
         from benchmarks import sensor_scan
 
         return lambda ws: sensor_scan.run_result(ws, plan.sensor_folders)
+    if name == "ui_latency":
+        from benchmarks import bench_ui_latency
+
+        return lambda ws: bench_ui_latency.run(ws)
     raise ValueError(name)
 
 
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         action="append",
         metavar="NAME",
-        help=f"run only these ({', '.join(BENCHMARKS)}, or 1-5); repeat or comma-separate",
+        help=f"run only these ({', '.join(BENCHMARKS)}, or 1-6); repeat or comma-separate",
     )
     parser.add_argument("--workdir", type=Path, help="where the temporary folder goes (/tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")

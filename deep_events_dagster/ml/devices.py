@@ -111,7 +111,8 @@ def visible_gpu_count(env: Mapping[str, str] | None = None) -> int:
 
 
 def gpu_lock_dir(home: str | Path | None = None) -> Path:
-    """``<home>/gpu_locks``; home: the argument, else ``$DEEP_EVENTS_HOME``, else ``.deep_events``."""
+    """``<home>/gpu_locks``; home: the argument, else ``$DEEP_EVENTS_HOME``, else
+    ``.deep_events``."""
     if home is None:
         home = os.environ.get(HOME_ENV) or DEFAULT_HOME
     return Path(home) / LOCK_DIR_NAME

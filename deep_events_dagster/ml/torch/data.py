@@ -103,9 +103,9 @@ class AugmentedDataset(Dataset):
     """Every training sample ``copies`` times per epoch; copy 0 as is, the others augmented.
 
     Item ``i`` is copy ``i % copies`` of sample ``i // copies``; its augmentation depends only
-    on ``(seed, epoch, sample, copy)`` (:func:`~deep_events_dagster.ml.augmentation.augment_sample`),
-    so results do not depend on shuffling or on DataLoader workers. Call :meth:`set_epoch`
-    before each epoch.
+    on ``(seed, epoch, sample, copy)``
+    (:func:`~deep_events_dagster.ml.augmentation.augment_sample`), so results do not
+    depend on shuffling or on DataLoader workers. Call :meth:`set_epoch` before each epoch.
 
     Items are ``(image T×H×W, mask 1×H×W)`` float32 tensors.
     """

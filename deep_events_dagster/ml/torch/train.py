@@ -1,0 +1,905 @@
+"""Train a model on a training-set folder; also the ``trained_model`` asset's Pipes process.
+
+:func:`train` reads a training-set folder (see :mod:`deep_events_dagster.ml.torch.data`) and
+writes a model folder:
+
+=========================  ===================================================================
+``settings.yaml``          the validated training settings (every key, defaults filled in)
+``db_prompt.yaml``         copied from the training set: the catalog query it was built from
+``training_set.yaml``      the manifest reference: ``path`` and ``id`` of the training set
+``model.pt``               the best weights (lowest validation loss); :func:`load_model`
+``model_best.pt``          same as ``model.pt``, written whenever the validation loss improves
+``model_last.pt``          the weights after the last epoch
+``history.csv``            one row per epoch: losses, pixel precision/recall/F1 at 0.5, speed
+``logs/``                  TensorBoard: the same scalars; input | ground truth | prediction
+                           images of a few eval samples per epoch
+``training_summary.yaml``  the :class:`TrainingSummary`
+=========================  ===================================================================
+
+Training: Adam (``initial_learning_rate``, ``weight_decay``), seeds fixed (Python, numpy, torch,
+the shuffling and the augmentation), every training sample ``n_augmentations`` times per epoch
+(augmented on the fly, every copy the sample's size), mixed precision on CUDA (float16 autocast
+and a gradient scaler) and, with ``mixed_precision: auto``, bfloat16 autocast on CPUs with
+native bfloat16 instructions. The validation loss is computed on the training set's eval stack
+after every epoch (without augmentation); with no eval samples the training loss picks the best
+epoch instead.
+
+Command line (also what the ``trained_model`` asset runs through Dagster Pipes)::
+
+    python -m deep_events_dagster.ml.torch.train --training-set DIR --model-dir DIR \\
+        [--settings YAML] [--device auto|cpu|cuda:N] [--home DIR] [--when-busy wait|cpu]
+
+Standalone it prints one line per epoch. Launched by Dagster's ``PipesSubprocessClient`` it
+logs each epoch through Pipes and reports the materialization's metadata (epochs, best
+validation loss, samples/s, device, parameters, model folder, the TensorBoard command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, RandomSampler
+
+from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
+from deep_events_dagster.ml.augmentation import AugmentationParams
+from deep_events_dagster.ml.config import TrainingSettings, TrainingSettingsInvalid
+from deep_events_dagster.ml.torch.data import AugmentedDataset, TrainingArrays, eval_batches
+from deep_events_dagster.ml.torch.losses import build_loss
+from deep_events_dagster.ml.torch.models import build_model, count_parameters
+
+__all__ = [
+    "EpochResult",
+    "PixelCounts",
+    "TrainingSession",
+    "TrainingSummary",
+    "autocast_dtype",
+    "load_model",
+    "main",
+    "predict",
+    "prepare_training",
+    "resolve_device",
+    "tensorboard_command",
+    "train",
+]
+
+CHECKPOINT_FORMAT = "deep-events-torch-model"
+CHECKPOINT_VERSION = 1
+HISTORY_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_f1",
+    "val_loss",
+    "val_precision",
+    "val_recall",
+    "val_f1",
+    "learning_rate",
+    "seconds",
+    "samples_per_s",
+    "best",
+)
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One epoch's numbers (a row of ``history.csv``), given to the progress callback.
+
+    Precision, recall and F1 are pixel-wise at probability 0.5 against ``mask > 0.5``;
+    ``val_*`` are NaN when the training set has no eval samples.
+    """
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_f1: float
+    val_loss: float
+    val_precision: float
+    val_recall: float
+    val_f1: float
+    learning_rate: float
+    seconds: float
+    samples_per_s: float
+    best: bool
+
+    def describe(self) -> str:
+        """A one-line summary."""
+        val = (
+            f"val loss {self.val_loss:.4f} F1 {self.val_f1:.3f}"
+            if not math.isnan(self.val_loss)
+            else "no eval samples"
+        )
+        return (
+            f"epoch {self.epoch}/{self.epochs}: train loss {self.train_loss:.4f} "
+            f"F1 {self.train_f1:.3f}, {val}, {self.samples_per_s:.1f} samples/s"
+            + (" (best)" if self.best else "")
+        )
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a training produced.
+
+    Attributes
+    ----------
+    epochs
+        Epochs run.
+    best_val_loss
+        Lowest validation loss (the training loss when there were no eval samples).
+    best_epoch
+        The epoch (1-based) ``model.pt`` comes from.
+    samples_per_s
+        Training samples (augmented copies included) per second of training, data path
+        included.
+    device
+        ``"cpu"`` or ``"cuda:N"``.
+    parameters
+        Trainable parameters.
+    model_dir
+        The model folder (absolute).
+    train_samples, eval_samples
+        Samples in the training set's stacks (before augmentation).
+    seconds
+        Wall time of the whole training.
+    precision
+        ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast).
+    monitor
+        ``"val_loss"``, or ``"train_loss"`` without eval samples.
+    best_val_f1
+        Pixel F1 at 0.5 of the best epoch on the eval stack (NaN without eval samples).
+    """
+
+    epochs: int
+    best_val_loss: float
+    best_epoch: int
+    samples_per_s: float
+    device: str
+    parameters: int
+    model_dir: Path
+    train_samples: int
+    eval_samples: int
+    seconds: float
+    precision: str
+    monitor: str
+    best_val_f1: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for YAML."""
+        data = asdict(self)
+        data["model_dir"] = str(self.model_dir)
+        return data
+
+
+# -- devices and precision -------------------------------------------------------------------
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """A torch device from ``"auto"`` (the first GPU when there is one, else the CPU),
+    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Reserves nothing (see
+    :func:`deep_events_dagster.ml.devices.allocate_device` for that)."""
+    if isinstance(spec, torch.device):
+        return spec
+    if str(spec).strip().lower() == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    from deep_events_dagster.ml.devices import parse_device
+
+    kind, index = parse_device(spec)
+    return torch.device("cpu") if kind == "cpu" else torch.device(f"cuda:{index}")
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def autocast_dtype(device: torch.device, mode: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``device`` under ``mixed_precision`` ``mode`` (None: float32).
+
+    CUDA: float16 unless ``"off"``. CPU: bfloat16 for ``"on"``, and for ``"auto"`` when the
+    CPU has native bfloat16 instructions (avx512_bf16 or AMX); float32 otherwise.
+    """
+    if mode == "off":
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and (mode == "on" or _cpu_has_native_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def _save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    settings: TrainingSettings,
+    in_channels: int,
+    epoch: int,
+    val_loss: float,
+    training_set_id: str,
+) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "settings": settings.as_dict(),
+        "in_channels": int(in_channels),
+        "epoch": int(epoch),
+        "val_loss": float(val_loss),
+        "training_set_id": training_set_id,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The network saved in a checkpoint (``model.pt``), in eval mode on ``device``.
+
+    Raises
+    ------
+    ValueError
+        The file is not a deep-events torch checkpoint.
+    """
+    path = Path(path)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    settings = TrainingSettings.from_mapping(payload["settings"], source=str(path))
+    model = build_model(settings, int(payload["in_channels"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(resolve_device(device)).eval()
+
+
+# -- prediction ------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Probabilities ``σ(logits)`` for a stack of samples.
+
+    Parameters
+    ----------
+    model
+        A network from :func:`load_model` or
+        :func:`~deep_events_dagster.ml.torch.models.build_model`.
+    images
+        ``N×T×H×W`` float32 (a memory map is fine: read batch by batch).
+    batch_size
+        Samples per forward pass.
+    device
+        Where to compute (float16 autocast on CUDA, float32 on CPU).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``N×H×W`` float32 in [0, 1].
+    """
+    device = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    dtype = torch.float16 if device.type == "cuda" else None
+    out = np.empty((len(images), *images.shape[-2:]), dtype=np.float32)
+    start = 0
+    for x, _ in eval_batches(images, None, batch_size):
+        with _autocast(device, dtype):
+            logits = model(x.to(device, non_blocking=True))
+        probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        out[start : start + len(probabilities)] = probabilities
+        start += len(probabilities)
+    model.train(was_training)
+    return out
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+class PixelCounts:
+    """Running loss and pixel confusion counts at probability 0.5 (logit 0)."""
+
+    def __init__(self, device: torch.device):
+        self.counts = torch.zeros(3, dtype=torch.float64, device=device)  # tp, fp, fn
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.samples = 0
+
+    @torch.no_grad()
+    def add(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
+        predicted = logits > 0
+        positive = target > 0.5
+        self.counts += torch.stack(
+            [
+                (predicted & positive).sum(),
+                (predicted & ~positive).sum(),
+                (~predicted & positive).sum(),
+            ]
+        ).to(torch.float64)
+        n = int(logits.shape[0])
+        self.loss_sum += loss.detach().to(torch.float64) * n  # no host sync per step
+        self.samples += n
+
+    def result(self) -> tuple[float, float, float, float]:
+        """(mean loss, precision, recall, F1); NaN when nothing was added."""
+        if self.samples == 0:
+            return (math.nan,) * 4
+        tp, fp, fn = (float(v) for v in self.counts.cpu())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        return float(self.loss_sum) / self.samples, precision, recall, f1
+
+
+# -- TensorBoard -----------------------------------------------------------------------------
+
+
+class _Board:
+    """TensorBoard scalars and image panels; a no-op (with one warning) without tensorboard."""
+
+    def __init__(self, folder: Path, log: Callable[[str], None]):
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:  # tensorboard is a dependency; be robust anyway
+            log(f"TensorBoard logging disabled: {exc}")
+            return
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def text(self, tag: str, text: str) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, text, 0)
+
+    def epoch(self, result: EpochResult) -> None:
+        if self.writer is None:
+            return
+        step = result.epoch
+        self.writer.add_scalar("loss/train", result.train_loss, step)
+        self.writer.add_scalar("f1_at_0.5/train", result.train_f1, step)
+        if not math.isnan(result.val_loss):
+            self.writer.add_scalar("loss/val", result.val_loss, step)
+            self.writer.add_scalar("f1_at_0.5/val", result.val_f1, step)
+            self.writer.add_scalar("precision_at_0.5/val", result.val_precision, step)
+            self.writer.add_scalar("recall_at_0.5/val", result.val_recall, step)
+        self.writer.add_scalar("learning_rate", result.learning_rate, step)
+        self.writer.add_scalar("speed/samples_per_s", result.samples_per_s, step)
+
+    def panels(self, images: np.ndarray, masks: np.ndarray, probabilities: np.ndarray, step: int):
+        """``input (last frame) | ground truth | prediction`` per sample, one row each."""
+        if self.writer is None or len(images) == 0:
+            return
+        rows = []
+        for image, mask, probability in zip(images, masks, probabilities):
+            frame = image[-1].astype(np.float32)
+            low, high = float(frame.min()), float(frame.max())
+            frame = (frame - low) / (high - low) if high > low else np.zeros_like(frame)
+            gap = np.ones((frame.shape[0], 2), dtype=np.float32)
+            rows.append(np.concatenate([frame, gap, mask, gap, probability], axis=1))
+            rows.append(np.ones((2, rows[-1].shape[1]), dtype=np.float32))
+        panel = np.clip(np.concatenate(rows[:-1], axis=0), 0.0, 1.0)
+        self.writer.add_image("eval/input|ground_truth|prediction", panel[None], step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+def _write_history(path: Path, rows: list[EpochResult]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        values = asdict(row)
+        writer.writerow(
+            {
+                key: (
+                    int(values[key])
+                    if key in ("epoch", "best")
+                    else ("" if math.isnan(values[key]) else f"{values[key]:.6g}")
+                )
+                for key in HISTORY_FIELDS
+            }
+        )
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _pick_log_samples(masks: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` eval indices, positives first, spread over (the first 512 of) the stack."""
+    if n <= 0 or len(masks) == 0:
+        return np.zeros(0, dtype=np.int64)
+    peaks = np.array([float(np.max(m)) for m in masks[:512]])
+    positive = np.flatnonzero(peaks > 0.5)
+    pool = positive if len(positive) >= n else np.arange(len(peaks))
+    chosen = pool[np.linspace(0, len(pool) - 1, num=min(n, len(pool))).round().astype(int)]
+    return np.unique(chosen)
+
+
+# -- training --------------------------------------------------------------------------------
+
+
+def _default_workers(device: torch.device, requested: int) -> int:
+    if requested > 0 or device.type != "cuda":
+        return requested
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _write_model_files(
+    model_dir: Path, training_set: Path, settings: TrainingSettings, manifest_id: str
+) -> None:
+    atomic_write_text(
+        model_dir / "settings.yaml", yaml.safe_dump(settings.as_dict(), sort_keys=False)
+    )
+    atomic_write_text(
+        model_dir / "training_set.yaml",
+        yaml.safe_dump({"path": str(training_set), "id": manifest_id}, sort_keys=False),
+    )
+    prompt = training_set / "db_prompt.yaml"
+    if prompt.is_file():
+        with atomic_path(model_dir / "db_prompt.yaml") as tmp:
+            shutil.copyfile(prompt, tmp)
+
+
+class TrainingSession:
+    """The model, optimiser and data path of one training — what :func:`train` runs, and what
+    the training benchmark times step by step.
+
+    Use :func:`prepare_training` to build one.
+    """
+
+    def __init__(self, data: TrainingArrays, settings: TrainingSettings, device: torch.device):
+        self.data = data
+        self.settings = settings
+        self.device = device
+        _seed_everything(settings.seed)
+        self.in_channels = data.n_timepoints
+        self.model = build_model(settings, self.in_channels).to(device)
+        self.channels_last = settings.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.parameters = count_parameters(self.model)
+        self.loss_fn = build_loss(settings)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=settings.initial_learning_rate,
+            weight_decay=settings.weight_decay,
+        )
+        self.dtype = autocast_dtype(device, settings.mixed_precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.precision = "float32" if self.dtype is None else str(self.dtype).removeprefix("torch.")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.dataset = AugmentedDataset(
+            data.train_images,
+            data.train_masks,
+            copies=settings.n_augmentations,
+            params=AugmentationParams.from_settings(settings),
+            seed=settings.seed,
+        )
+        self.shuffle_generator = torch.Generator()
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=settings.batch_size,
+            sampler=RandomSampler(self.dataset, generator=self.shuffle_generator),
+            num_workers=_default_workers(device, settings.num_workers),
+            pin_memory=device.type == "cuda",
+            drop_last=False,
+        )
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """An input batch on the training device, in the model's memory format."""
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch already on the device; returns (logits, loss)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.dtype):
+            logits = self.model(x)
+        loss = self.loss_fn(logits, y)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return logits.detach(), loss.detach()
+
+    def steps(self, epoch: int, counts: PixelCounts) -> Iterator[int]:
+        """Run one epoch's training steps lazily, yielding each batch's size after its step.
+
+        The data path (augmented dataset, DataLoader, transfer) and the step, exactly as
+        :meth:`train_epoch` runs them; loss and pixel counts accumulate into ``counts``.
+        """
+        self.dataset.set_epoch(epoch)
+        self.shuffle_generator.manual_seed(self.settings.seed * 1_000_003 + epoch)
+        self.model.train()
+        for x, y in self.loader:
+            x = self.to_device(x)
+            y = y.to(self.device, non_blocking=True)
+            logits, loss = self.train_step(x, y)
+            counts.add(logits, y, loss)
+            yield int(x.shape[0])
+
+    def train_epoch(self, epoch: int, max_steps: int | None = None) -> tuple[PixelCounts, float]:
+        """One pass over the augmented training set (or its first ``max_steps`` batches).
+
+        Returns the loss and pixel counts, and the seconds it took (data path included).
+        """
+        counts = PixelCounts(self.device)
+        tick = time.perf_counter()
+        for done, _ in enumerate(self.steps(epoch, counts), start=1):
+            if max_steps is not None and done >= max_steps:
+                break
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return counts, time.perf_counter() - tick
+
+    @torch.no_grad()
+    def validate(self) -> PixelCounts:
+        """Loss and pixel counts on the eval stack (no augmentation)."""
+        self.model.eval()
+        counts = PixelCounts(self.device)
+        data, batch_size = self.data, self.settings.batch_size
+        for x, y in eval_batches(data.eval_images, data.eval_masks, batch_size):
+            x = self.to_device(x)
+            y = y.to(self.device, non_blocking=True)
+            with _autocast(self.device, self.dtype):
+                logits = self.model(x)
+            counts.add(logits, y, self.loss_fn(logits, y))
+        return counts
+
+    def save(self, path: Path, epoch: int, score: float) -> None:
+        """Write a checkpoint (see :func:`load_model`)."""
+        _save_checkpoint(
+            path, self.model, self.settings, self.in_channels, epoch, score, self.data.manifest_id
+        )
+
+
+def prepare_training(
+    training_set: str | Path | TrainingArrays,
+    settings: TrainingSettings | None = None,
+    device: str | torch.device = "cpu",
+) -> TrainingSession:
+    """Seed, build the model, optimiser, loss and data loader for a training set.
+
+    Raises
+    ------
+    ValueError
+        The training set disagrees with the settings (``n_timepoints``, ``nb_input_channels``),
+        is malformed, or the settings ask for another backend.
+    """
+    settings = settings or TrainingSettings()
+    if settings.backend != "torch":
+        raise ValueError(f"settings ask for backend {settings.backend!r}; this is the torch one")
+    data = training_set if isinstance(training_set, TrainingArrays) else None
+    data = data or TrainingArrays.load(training_set)
+    if data.n_timepoints != settings.n_timepoints:
+        raise ValueError(
+            f"{data.path}: samples have {data.n_timepoints} frame(s) but the settings say "
+            f"n_timepoints: {settings.n_timepoints}"
+        )
+    if settings.nb_input_channels is not None and settings.nb_input_channels != data.n_timepoints:
+        raise ValueError(
+            f"{data.path}: samples have {data.n_timepoints} channel(s) but the settings say "
+            f"nb_input_channels: {settings.nb_input_channels}"
+        )
+    return TrainingSession(data, settings, resolve_device(device))
+
+
+def train(
+    training_set_dir: str | Path,
+    model_dir: str | Path,
+    settings: TrainingSettings | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    progress: Callable[[EpochResult], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainingSummary:
+    """Train a model on a training-set folder and write the model folder (module docstring).
+
+    Parameters
+    ----------
+    training_set_dir
+        Folder with ``train_images.npy``, ``train_masks.npy``, ``eval_images.npy``,
+        ``eval_masks.npy``, ``manifest.yaml``, ``db_prompt.yaml``.
+    model_dir
+        Output folder (created; files in it are replaced).
+    settings
+        Training settings (default: all defaults).
+    device
+        ``"cpu"``, ``"cuda:N"`` or a ``torch.device`` — chosen by the caller (see
+        :func:`deep_events_dagster.ml.devices.allocate_device`); ``"auto"`` takes the first GPU
+        or the CPU without reserving anything.
+    progress
+        Called after every epoch with its :class:`EpochResult`.
+    log
+        Called with informational lines (default: nothing).
+
+    Returns
+    -------
+    TrainingSummary
+
+    Raises
+    ------
+    ValueError
+        The training set disagrees with the settings (``n_timepoints``) or is malformed.
+    FloatingPointError
+        The training loss became NaN or infinite.
+    """
+    started = time.perf_counter()
+    settings = settings or TrainingSettings()
+    log = log or (lambda message: None)
+    session = prepare_training(training_set_dir, settings, device)
+    data = session.data
+    model_dir = Path(model_dir).resolve()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _write_model_files(model_dir, data.path, settings, data.manifest_id)
+
+    log_indices = _pick_log_samples(data.eval_masks, settings.n_log_images)
+    log_images = np.array(data.eval_images[log_indices]) if len(log_indices) else None
+    log_masks = np.array(data.eval_masks[log_indices]) if len(log_indices) else None
+    monitor = "val_loss" if len(data.eval_images) else "train_loss"
+    board = _Board(model_dir / "logs", log)
+    board.text("settings", "```\n" + yaml.safe_dump(settings.as_dict(), sort_keys=False) + "```")
+    log(
+        f"training {settings.model} ({session.parameters:,} parameters) on {session.device} "
+        f"({session.precision}): {len(data.train_images)} training samples × "
+        f"{session.dataset.copies} copies, {len(data.eval_images)} eval samples, "
+        f"{settings.epochs} epochs"
+        + ("" if monitor == "val_loss" else "; no eval samples: best epoch by training loss")
+    )
+
+    history: list[EpochResult] = []
+    best_loss = math.inf
+    best_epoch = 0
+    best_f1 = math.nan
+    train_seconds = 0.0
+    train_count = 0
+    try:
+        for epoch in range(1, settings.epochs + 1):
+            train_counts, seconds = session.train_epoch(epoch)
+            train_seconds += seconds
+            train_count += train_counts.samples
+            train_loss, _, _, train_f1 = train_counts.result()
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(
+                    f"training loss became {train_loss} in epoch {epoch}; lower "
+                    f"initial_learning_rate ({settings.initial_learning_rate})"
+                )
+            val_loss, val_precision, val_recall, val_f1 = session.validate().result()
+            score = val_loss if monitor == "val_loss" else train_loss
+            improved = score < best_loss
+            if improved:
+                best_loss, best_epoch, best_f1 = score, epoch, val_f1
+                session.save(model_dir / "model_best.pt", epoch, score)
+            session.save(model_dir / "model_last.pt", epoch, score)
+            result = EpochResult(
+                epoch=epoch,
+                epochs=settings.epochs,
+                train_loss=train_loss,
+                train_f1=train_f1,
+                val_loss=val_loss,
+                val_precision=val_precision,
+                val_recall=val_recall,
+                val_f1=val_f1,
+                learning_rate=float(session.optimizer.param_groups[0]["lr"]),
+                seconds=seconds,
+                samples_per_s=train_counts.samples / seconds if seconds > 0 else math.nan,
+                best=improved,
+            )
+            history.append(result)
+            _write_history(model_dir / "history.csv", history)
+            board.epoch(result)
+            if log_images is not None:
+                probabilities = predict(
+                    session.model, log_images, settings.batch_size, session.device
+                )
+                board.panels(log_images, log_masks, probabilities, epoch)
+            if progress is not None:
+                progress(result)
+    finally:
+        board.close()
+
+    with atomic_path(model_dir / "model.pt") as tmp:
+        shutil.copyfile(model_dir / "model_best.pt", tmp)
+    summary = TrainingSummary(
+        epochs=len(history),
+        best_val_loss=float(best_loss),
+        best_epoch=best_epoch,
+        samples_per_s=train_count / train_seconds if train_seconds > 0 else math.nan,
+        device=str(session.device),
+        parameters=session.parameters,
+        model_dir=model_dir,
+        train_samples=len(data.train_images),
+        eval_samples=len(data.eval_images),
+        seconds=time.perf_counter() - started,
+        precision=session.precision,
+        monitor=monitor,
+        best_val_f1=float(best_f1),
+    )
+    atomic_write_text(
+        model_dir / "training_summary.yaml", yaml.safe_dump(summary.as_dict(), sort_keys=False)
+    )
+    return summary
+
+
+# -- command line / Dagster Pipes ------------------------------------------------------------
+
+
+def tensorboard_command(model_dir: str | Path) -> str:
+    """The command that shows a model folder's TensorBoard logs."""
+    return f"tensorboard --logdir {Path(model_dir) / 'logs'}"
+
+
+def _metadata(summary: TrainingSummary) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "epochs": summary.epochs,
+        "best_epoch": summary.best_epoch,
+        "best_val_loss": summary.best_val_loss,
+        "samples_per_s": round(summary.samples_per_s, 2),
+        "device": summary.device,
+        "precision": summary.precision,
+        "parameters": summary.parameters,
+        "model_dir": {"raw_value": str(summary.model_dir), "type": "path"},
+        "tensorboard": {"raw_value": tensorboard_command(summary.model_dir), "type": "text"},
+        "train_samples": summary.train_samples,
+        "eval_samples": summary.eval_samples,
+        "training_seconds": round(summary.seconds, 1),
+        "monitor": summary.monitor,
+    }
+    if not math.isnan(summary.best_val_f1):
+        metadata["best_val_f1_at_0.5"] = round(summary.best_val_f1, 4)
+    history = summary.model_dir / "history.csv"
+    if history.is_file():
+        metadata["history"] = {"raw_value": _history_markdown(history), "type": "md"}
+    return metadata
+
+
+def _history_markdown(path: Path, last: int = 25) -> str:
+    rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))[-last:]
+    columns = ["epoch", "train_loss", "val_loss", "val_f1", "samples_per_s", "best"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m deep_events_dagster.ml.torch.train",
+        description="Train a deep-events model on a training-set folder.",
+    )
+    parser.add_argument("--training-set", required=True, type=Path, help="training-set folder")
+    parser.add_argument("--model-dir", required=True, type=Path, help="output model folder")
+    parser.add_argument("--settings", type=Path, help="YAML mapping of training settings")
+    parser.add_argument(
+        "--device", default="auto", help="auto (a free GPU, else the CPU), cpu, cuda or cuda:N"
+    )
+    parser.add_argument("--home", type=Path, help="platform home (GPU locks under gpu_locks/)")
+    parser.add_argument(
+        "--when-busy",
+        choices=("wait", "cpu"),
+        default="wait",
+        help="with --device auto and every GPU taken: wait for one (default) or use the CPU",
+    )
+    parser.add_argument(
+        "--wait-timeout", type=float, default=None, help="longest wait for a GPU, seconds"
+    )
+    return parser
+
+
+def _read_settings(path: Path | None) -> TrainingSettings:
+    if path is None:
+        return TrainingSettings()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TrainingSettingsInvalid(f"{path}: cannot read training settings: {exc}") from exc
+    return TrainingSettings.from_mapping(data, source=str(path))
+
+
+def _run(args: argparse.Namespace, log: Callable[[str], None]) -> TrainingSummary:
+    from deep_events_dagster.ml.devices import allocate_device
+
+    settings = _read_settings(args.settings)
+    gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with allocate_device(
+        args.device,
+        home=args.home,
+        gpu_count=gpu_count,
+        when_busy=args.when_busy,
+        timeout_s=args.wait_timeout,
+        log=log,
+    ) as allocation:
+        log(
+            f"device {allocation.device} ({allocation.reason}"
+            + (f", lock {allocation.lock_path}" if allocation.lock_path else "")
+            + (f", waited {allocation.waited_s:.0f} s" if allocation.waited_s >= 1 else "")
+            + ")"
+        )
+        return train(
+            args.training_set,
+            args.model_dir,
+            settings,
+            device=allocation.device,
+            progress=lambda result: log(result.describe()),
+            log=log,
+        )
+
+
+def _in_pipes_process() -> bool:
+    try:
+        from dagster_pipes import PipesEnvVarParamsLoader
+    except ImportError:
+        return False
+    return PipesEnvVarParamsLoader().is_dagster_pipes_process()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    from deep_events_dagster.ml.devices import DeviceBusyError
+
+    args = _parser().parse_args(argv)
+    if _in_pipes_process():
+        from dagster_pipes import open_dagster_pipes
+
+        with open_dagster_pipes() as pipes:
+
+            def log(message: str) -> None:
+                pipes.log.info(message)
+                print(message, flush=True)
+
+            summary = _run(args, log)
+            pipes.report_asset_materialization(metadata=_metadata(summary))
+        return 0
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        summary = _run(args, say)
+    except (TrainingSettingsInvalid, ValueError, FileNotFoundError, DeviceBusyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    say(
+        f"done: {summary.epochs} epochs, best {summary.monitor} {summary.best_val_loss:.4f} "
+        f"(epoch {summary.best_epoch}), {summary.samples_per_s:.1f} samples/s on "
+        f"{summary.device}; model in {summary.model_dir}\n{tensorboard_command(summary.model_dir)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -73,7 +73,15 @@ from typing import Any
 
 from benchmarks.common import REPO_ROOT, Result, Sizes, Workspace, say
 
-BENCHMARKS = ("ground_truth", "detection", "ingestion", "memory", "sensor", "ui_latency")
+BENCHMARKS = (
+    "ground_truth",
+    "detection",
+    "ingestion",
+    "memory",
+    "sensor",
+    "ui_latency",
+    "training",
+)
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PROFILE_TOP = 15
 
@@ -134,6 +142,10 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
         from benchmarks import bench_ui_latency
 
         return lambda ws: bench_ui_latency.run(ws)
+    if name == "training":
+        from benchmarks import bench_training
+
+        return lambda ws: bench_training.result(quick=plan is QUICK)
     raise ValueError(name)
 
 
@@ -227,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         action="append",
         metavar="NAME",
-        help=f"run only these ({', '.join(BENCHMARKS)}, or 1-6); repeat or comma-separate",
+        help=f"run only these ({', '.join(BENCHMARKS)}, or 1-7); repeat or comma-separate",
     )
     parser.add_argument("--workdir", type=Path, help="where the temporary folder goes (/tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")

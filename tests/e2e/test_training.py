@@ -1,0 +1,187 @@
+"""Training from the catalog end to end: settings file → training set → model → evaluation."""
+
+import dagster as dg
+import pytest
+import yaml
+
+from deep_events_dagster.catalog import EventCatalog
+from deep_events_dagster.cli import main
+from deep_events_dagster.core.synthetic import generate_tree
+from deep_events_dagster.defs.build import build_definitions
+from deep_events_dagster.defs.resources import CatalogResource
+from deep_events_dagster.defs.training import TRAINING_RUNS, TrainingResource
+from deep_events_dagster.settings import load_settings
+
+ENV = [
+    "DAGSTER_HOME",
+    "DEEP_EVENTS_HOME",
+    "DEEP_EVENTS_KINDS",
+    "DEEP_EVENTS_ROOTS",
+    "DEEP_EVENTS_OUTPUT_ROOT",
+    "DEEP_EVENTS_CATALOG_URI",
+    "DEEP_EVENTS_QUIET_SECONDS",
+]
+TINY = {
+    "nb_filters": 4,
+    "first_conv_size": 3,
+    "epochs": 2,
+    "batch_size": 4,
+    "n_augmentations": 1,
+    "train_val_split": 0.3,
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def ingested(tmp_path, capsys):
+    tree = generate_tree(tmp_path / "data", seed=61, n_acquisitions=4, height=160, width=200)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "deep_events.yaml").write_text("ingestion:\n  crop_size: 64\n")
+    assert main(["ingest", str(tree.root), "--home", str(home)]) == 0
+    capsys.readouterr()
+    return tree, home
+
+
+def _settings_file(path, folder, prompts):
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "folder": str(folder),
+                "collection": "event_data_points",
+                "backend": "torch",
+                "db_prompt": prompts,
+                "settings": TINY,
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_train_command_builds_trains_and_evaluates(ingested, tmp_path, capsys):
+    tree, home = ingested
+    settings_file = _settings_file(tmp_path / "mito.yaml", tmp_path / "models", {"type": "event"})
+    code = main(["train", str(settings_file), "--home", str(home)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ok      mito/0" in out
+    model_line = next(line for line in out.splitlines() if line.strip().startswith("model:"))
+    model_dir = tmp_path.joinpath(model_line.split("model:", 1)[1].strip())
+    for name in ("model.pt", "history.csv", "settings.yaml", "db_prompt.yaml", "evaluation.yaml"):
+        assert (model_dir / name).is_file(), name
+    assert (model_dir / "perf.png").read_bytes().startswith(b"\x89PNG")
+    assert any((model_dir / "logs").rglob("events.out.tfevents*"))
+    history = (model_dir / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + TINY["epochs"]
+    evaluation = yaml.safe_load((model_dir / "evaluation.yaml").read_text())
+    assert 0.05 <= evaluation["threshold"] <= 1.0
+    for key in ("precision", "recall", "f1", "mcc", "kappa", "specificity", "npv", "fbeta"):
+        assert key in evaluation
+    # the split is kept with every event in the catalog
+    with EventCatalog.open(None, home=home) as catalog:
+        splits = [d.get("dataset_split") for d in catalog.find("event_data_points")]
+    assert splits and set(splits) == {"train", "eval"}
+    # the run is a Dagster run of the train job on the home's instance
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        runs = [r for r in instance.get_runs() if r.job_name == "train"]
+        assert len(runs) == 1 and runs[0].is_success
+        assert instance.get_dynamic_partitions(TRAINING_RUNS) == ["mito/0"]
+    # training again on unchanged events reuses the training set
+    assert main(["train", str(settings_file), "--home", str(home)]) == 0
+    pointer = yaml.safe_load(
+        (tmp_path / "models" / "runs" / "mito_0" / "training_set.yaml").read_text()
+    )
+    assert len(list((tmp_path / "models" / "training_sets").glob("ts_*"))) == 1
+    assert pointer["id"] in pointer["path"]
+
+
+def test_training_sensor_registers_each_prompt(tmp_path):
+    home = tmp_path / "home"
+    (home / "training").mkdir(parents=True)
+    _settings_file(
+        home / "training" / "two.yaml",
+        tmp_path / "models",
+        [{"cell_line": "cos7"}, {"cell_line": "hela"}],
+    )
+    settings = load_settings(home, environ={})
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("training_settings_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {
+        "training": TrainingResource(home=str(home)),
+        "catalog": CatalogResource(home=str(home)),
+    }
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources)
+    result = sensor(context)
+    assert sorted(r.partition_key for r in result.run_requests) == ["two/0", "two/1"]
+    (request,) = result.dynamic_partitions_requests
+    assert sorted(request.partition_keys) == ["two/0", "two/1"]
+    keys_before = {r.run_key for r in result.run_requests}
+    # changing one prompt changes only that run's key
+    _settings_file(
+        home / "training" / "two.yaml",
+        tmp_path / "models",
+        [{"cell_line": "cos7"}, {"cell_line": "u2os"}],
+    )
+    instance.add_dynamic_partitions(TRAINING_RUNS, ["two/0", "two/1"])
+    again = sensor(
+        dg.build_sensor_context(instance=instance, definitions=defs, resources=resources)
+    )
+    keys_after = {r.run_key for r in again.run_requests}
+    assert len(keys_before & keys_after) == 1
+    assert again.dynamic_partitions_requests == []
+
+
+def _legacy_events():
+    import os
+    from pathlib import Path
+
+    base = os.environ.get("DEEP_EVENTS_SHARED_DATA")
+    if base:
+        return Path(base) / "legacy_events"
+    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "legacy_events"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _legacy_events().is_dir(), reason="legacy event folders not present")
+def test_real_legacy_events_import_and_train_one_epoch(tmp_path, capsys):
+    home = tmp_path / "home"
+    legacy = _legacy_events()
+    code = main(["catalog", "import", str(legacy), "--collection", "legacy", "--home", str(home)])
+    assert code == 0, capsys.readouterr()
+    settings_file = tmp_path / "legacy.yaml"
+    settings_file.write_text(
+        yaml.safe_dump(
+            {
+                "folder": str(tmp_path / "legacy_models"),
+                "collection": "legacy",
+                "db_prompt": {"cell_line": "cos7"},
+                "settings": {
+                    "nb_filters": 4,
+                    "first_conv_size": 12,
+                    "epochs": 1,
+                    "batch_size": 2,
+                    "n_augmentations": 1,
+                    "train_val_split": 0.4,
+                },
+            }
+        )
+    )
+    code = main(["train", str(settings_file), "--home", str(home)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    model_line = next(line for line in out.splitlines() if line.strip().startswith("model:"))
+    model_dir = tmp_path.joinpath(model_line.split("model:", 1)[1].strip())
+    history = (model_dir / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 2
+    manifest = yaml.safe_load((model_dir / "training_set.yaml").read_text())
+    assert manifest["path"]
+    with EventCatalog.open(None, home=home) as catalog:
+        docs = catalog.find("legacy")
+    assert len(docs) == 5 and {d["dataset_split"] for d in docs} == {"train", "eval"}

@@ -65,7 +65,7 @@ def _settings_file(path, folder, prompts):
 
 @pytest.mark.slow
 def test_train_command_builds_trains_and_evaluates(ingested, tmp_path, capsys):
-    tree, home = ingested
+    _tree, home = ingested
     settings_file = _settings_file(tmp_path / "mito.yaml", tmp_path / "models", {"type": "event"})
     code = main(["train", str(settings_file), "--home", str(home)])
     out = capsys.readouterr().out

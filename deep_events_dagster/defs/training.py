@@ -172,6 +172,12 @@ def trained_model(
     The model folder holds settings.yaml, db_prompt.yaml, model.pt, history.csv, logs/
     (TensorBoard) and the training set reference."""
     spec = training.spec(context.partition_key)
+    if spec.backend != "torch":
+        raise dg.Failure(
+            description=f"{spec.file}: backend {spec.backend!r} is not available yet; "
+            "use `backend: torch` (the PyTorch U-Net and bottleneck ConvLSTM)",
+            allow_retries=False,
+        )
     run_folder = training.run_folder(spec)
     pointer = _read_pointer(run_folder / "training_set.yaml", "training set")
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -335,8 +335,10 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
         synth_main(data, seed=0)
     else:
         print(f"using existing synthetic acquisitions in {data}", flush=True)
+    # the synthetic tree has two annotation kinds: show both side by side
+    kinds = tuple(dict.fromkeys((*settings.kinds, "fission")))
     return ingest(
-        load_settings(settings.home, roots=(data,), kinds=settings.kinds),
+        load_settings(settings.home, roots=(data,), kinds=kinds),
         workers=workers,
         executor="in_process",
     )

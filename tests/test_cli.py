@@ -77,3 +77,4 @@ def test_demo_ingests_synthetic_data(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("ok      ") == 4
     assert "event_data_points:" in printed and "catalog: embedded montydb" in printed
+    assert "event_data_fission:" in printed

@@ -8,21 +8,6 @@ import pytest
 from deep_events_dagster.cli import main
 from deep_events_dagster.core.synthetic import generate_tree
 
-ENV = [
-    "DAGSTER_HOME",
-    "DEEP_EVENTS_HOME",
-    "DEEP_EVENTS_KINDS",
-    "DEEP_EVENTS_ROOTS",
-    "DEEP_EVENTS_OUTPUT_ROOT",
-    "DEEP_EVENTS_CATALOG_URI",
-]
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-
 
 def test_synth_prints_acquisitions(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "s"), "--seed", "2"]) == 0

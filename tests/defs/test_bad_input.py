@@ -35,23 +35,7 @@ from deep_events_dagster.defs.partitions import ACQUISITIONS
 KIND = "points"
 COLLECTION = f"event_data_{KIND}"
 N_FRAMES, HEIGHT, WIDTH = 16, 264, 300
-ENV = [
-    "DAGSTER_HOME",
-    "DEEP_EVENTS_HOME",
-    "DEEP_EVENTS_KINDS",
-    "DEEP_EVENTS_ROOTS",
-    "DEEP_EVENTS_OUTPUT_ROOT",
-    "DEEP_EVENTS_CATALOG_URI",
-    "DEEP_EVENTS_QUIET_SECONDS",
-]
 EVENT_FILES = {"images.tif", "ground_truth.tif", "event_db.yaml"}
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    # ``deep-events`` points this process at its home: undo that after each test
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
 
 
 # ---------------------------------------------------------------- running and looking

@@ -21,15 +21,6 @@ from deep_events_dagster.defs.legacy import (
 )
 from deep_events_dagster.defs.resources import CatalogResource
 
-ENV = [
-    "DAGSTER_HOME",
-    "DEEP_EVENTS_HOME",
-    "DEEP_EVENTS_KINDS",
-    "DEEP_EVENTS_ROOTS",
-    "DEEP_EVENTS_OUTPUT_ROOT",
-    "DEEP_EVENTS_CATALOG_URI",
-    "DEEP_EVENTS_QUIET_SECONDS",
-]
 KNOWN_ID = "643a9c8b4feb4bc13e2d368c"
 
 
@@ -44,12 +35,6 @@ LEGACY = legacy_data()
 needs_legacy = pytest.mark.skipif(
     not LEGACY.is_dir(), reason=f"legacy event folders not found at {LEGACY}"
 )
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
 
 
 def write_event_folder(parent: Path, name: str, event_id: str, **fields) -> Path:

@@ -12,15 +12,6 @@ from deep_events_dagster.defs.resources import CatalogResource
 from deep_events_dagster.defs.training import TRAINING_RUNS, TrainingResource
 from deep_events_dagster.settings import load_settings
 
-ENV = [
-    "DAGSTER_HOME",
-    "DEEP_EVENTS_HOME",
-    "DEEP_EVENTS_KINDS",
-    "DEEP_EVENTS_ROOTS",
-    "DEEP_EVENTS_OUTPUT_ROOT",
-    "DEEP_EVENTS_CATALOG_URI",
-    "DEEP_EVENTS_QUIET_SECONDS",
-]
 TINY = {
     "nb_filters": 4,
     "first_conv_size": 3,
@@ -29,12 +20,6 @@ TINY = {
     "n_augmentations": 1,
     "train_val_split": 0.3,
 }
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

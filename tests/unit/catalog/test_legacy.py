@@ -19,15 +19,6 @@ from deep_events_dagster.catalog.legacy import (
 )
 from deep_events_dagster.cli import main
 
-ENV = [
-    "DAGSTER_HOME",
-    "DEEP_EVENTS_HOME",
-    "DEEP_EVENTS_KINDS",
-    "DEEP_EVENTS_ROOTS",
-    "DEEP_EVENTS_OUTPUT_ROOT",
-    "DEEP_EVENTS_CATALOG_URI",
-    "DEEP_EVENTS_QUIET_SECONDS",
-]
 SHARED_DATA_ENV = "DEEP_EVENTS_SHARED_DATA"
 KNOWN_ID = "643a9c8b4feb4bc13e2d368c"
 HEX24 = re.compile(r"[0-9a-f]{24}")
@@ -46,12 +37,6 @@ LEGACY = legacy_data()
 needs_legacy = pytest.mark.skipif(
     not LEGACY.is_dir(), reason=f"legacy event folders not found at {LEGACY}"
 )
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

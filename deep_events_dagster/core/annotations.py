@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -288,6 +288,40 @@ def read_napari_points(
 
 def _fmt(value: float) -> str:
     return str(round(float(value), 3))
+
+
+def read_kind_points(
+    folder: str | Path,
+    kind: str,
+    metadata: Mapping[str, Any],
+    physical_size_x: float | None = None,
+) -> tuple[list[AnnotationPoint], tuple[Path, ...]]:
+    """Read every ``<kind>*.csv`` of an acquisition folder, in pixels, without bound checks.
+
+    Parameters
+    ----------
+    folder
+        The acquisition folder.
+    kind
+        The annotation kind (CSV file-name prefix).
+    metadata
+        The acquisition's ``db.yaml``: ``scale_csv`` gives the units, ``ome.physical_size_x``
+        the pixel size (else ``physical_size_x``).
+    physical_size_x
+        Pixel size in µm when the metadata has none.
+
+    Raises
+    ------
+    AnnotationError
+        A malformed CSV (the message names it).
+    """
+    files = tuple(find_annotation_files(folder, kind))
+    scale = resolve_scale_csv(metadata.get("scale_csv", True), kind)
+    pixel_size = (metadata.get("ome") or {}).get("physical_size_x", physical_size_x)
+    points: list[AnnotationPoint] = []
+    for path in files:
+        points.extend(read_napari_points(path, scale_csv=scale, physical_size_x=pixel_size))
+    return points, files
 
 
 def validate_points(

@@ -134,25 +134,10 @@ def read_points(
     metadata: Mapping[str, Any],
     physical_size_x: float | None = None,
 ) -> tuple[list[ann.AnnotationPoint], tuple[Path, ...]]:
-    """Read every ``<kind>*.csv`` of an acquisition folder, in pixels, without bound checks.
-
-    The same reading as :func:`deep_events_dagster.core.ingest.load_annotations` (scale mode
-    from ``metadata['scale_csv']``, pixel size from ``metadata['ome']['physical_size_x']``,
-    else ``physical_size_x``) but points outside the movie are returned, not raised, so
-    :func:`annotations_inside_movie` can count them.
-
-    Raises
-    ------
-    AnnotationError
-        A malformed CSV (the message names it).
-    """
-    files = tuple(ann.find_annotation_files(folder, kind))
-    scale = ann.resolve_scale_csv(metadata.get("scale_csv", True), kind)
-    pixel_size = (metadata.get("ome") or {}).get("physical_size_x", physical_size_x)
-    points: list[ann.AnnotationPoint] = []
-    for path in files:
-        points.extend(ann.read_napari_points(path, scale_csv=scale, physical_size_x=pixel_size))
-    return points, files
+    """Every ``<kind>*.csv`` point of an acquisition folder, in pixels, without bound checks
+    (see :func:`deep_events_dagster.core.annotations.read_kind_points`), so that
+    :func:`annotations_inside_movie` can count the points outside the movie."""
+    return ann.read_kind_points(folder, kind, metadata, physical_size_x)
 
 
 def annotations_inside_movie(

@@ -171,12 +171,7 @@ def load_annotations(
     AnnotationError
         A malformed CSV, or points outside the image or the movie's frames (all listed).
     """
-    files = tuple(ann.find_annotation_files(ref.folder, kind))
-    scale = ann.resolve_scale_csv(metadata.get("scale_csv", True), kind)
-    pixel_size = (metadata.get("ome") or {}).get("physical_size_x", info.physical_size_x)
-    points: list[ann.AnnotationPoint] = []
-    for csv_path in files:
-        points.extend(ann.read_napari_points(csv_path, scale_csv=scale, physical_size_x=pixel_size))
+    points, files = ann.read_kind_points(ref.folder, kind, metadata, info.physical_size_x)
     problems = ann.validate_points(
         points,
         n_frames=info.n_frames,

@@ -132,42 +132,34 @@ def gaussian_radius(sigma: float = DEFAULT_SIGMA, cutoff: float = DEFAULT_CUTOFF
     return min(4.0 * sigma, sigma * math.sqrt(2.0 * math.log(1.0 / cutoff)))
 
 
-def _yx_of(points: Any) -> np.ndarray:
-    """Return an (N, 2) float64 array of (y, x) from objects with .y/.x or an array-like."""
+def _points_array(points: Any, fields: tuple[str, ...]) -> np.ndarray:
+    """An (N, len(fields)) float64 array from objects with those attributes or an array-like."""
+    width = len(fields)
     if isinstance(points, np.ndarray):
         arr = np.asarray(points, dtype=np.float64)
     else:
         items = list(points)
         if not items:
-            return np.empty((0, 2), dtype=np.float64)
-        if hasattr(items[0], "y") and hasattr(items[0], "x"):
-            arr = np.array([(p.y, p.x) for p in items], dtype=np.float64)
+            return np.empty((0, width), dtype=np.float64)
+        if all(hasattr(items[0], name) for name in fields):
+            arr = np.array([[getattr(p, name) for name in fields] for p in items], np.float64)
         else:
             arr = np.asarray(items, dtype=np.float64)
     if arr.size == 0:
-        return np.empty((0, 2), dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"points in a frame must be (y, x) pairs, got shape {arr.shape}")
+        return np.empty((0, width), dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(f"points must be ({', '.join(fields)}) tuples, got shape {arr.shape}")
     return arr
+
+
+def _yx_of(points: Any) -> np.ndarray:
+    """Return an (N, 2) float64 array of (y, x)."""
+    return _points_array(points, ("y", "x"))
 
 
 def _frame_yx_of(points: Any) -> np.ndarray:
     """Return an (N, 3) float64 array of (frame, y, x)."""
-    if isinstance(points, np.ndarray):
-        arr = np.asarray(points, dtype=np.float64)
-    else:
-        items = list(points)
-        if not items:
-            return np.empty((0, 3), dtype=np.float64)
-        if hasattr(items[0], "frame"):
-            arr = np.array([(p.frame, p.y, p.x) for p in items], dtype=np.float64)
-        else:
-            arr = np.asarray(items, dtype=np.float64)
-    if arr.size == 0:
-        return np.empty((0, 3), dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"points must be (frame, y, x) triples, got shape {arr.shape}")
-    return arr
+    return _points_array(points, ("frame", "y", "x"))
 
 
 def render_frame(

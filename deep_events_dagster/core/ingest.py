@@ -10,7 +10,9 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -312,6 +314,7 @@ def extract_events(
     add_pre_frames: int = 0,
     add_post_frames: int = 5,
     auto_negatives: bool = True,
+    write_workers: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EventsStep:
     """Detect events in the ground truth and write one ``ev_*`` folder per event.
@@ -319,7 +322,9 @@ def extract_events(
     Positives and (when ``auto_negatives``) signal-free negatives are cropped from the movie
     in its own dtype and from the ground truth. Folders are written atomically; the
     manifest listing them is replaced after all are written, and folders of the previous
-    manifest that are no longer produced are removed last.
+    manifest that are no longer produced are removed last. ``write_workers`` threads write
+    the folders (default :func:`default_write_workers`); a failure cancels the folders not
+    yet started and is raised once the running ones are done.
 
     Raises
     ------
@@ -367,42 +372,63 @@ def extract_events(
     _remove_old_temporaries(event_root, set(names.values()))
     records: list[EventRecord] = []
     documents: dict[str, dict[str, Any]] = {}
-    with crops.MovieReader(info.path) as movie, ground_truth.GroundTruthReader(gt_path) as gt:
-        for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
-            folder = event_root / names[eid]
-            detections = event.detections if event is not None else ()
-            document = _event_document(
-                metadata,
-                ref=ref,
-                kind=kind,
-                event_id=eid,
-                folder=folder,
-                frames=frames,
-                box=box,
-                positive=positive,
-                detections=detections,
-                channel=channel,
-            )
-            crops.write_event_folder(
-                folder,
-                images=movie.read_window(frames, box),
-                ground_truth=_gt_window(gt, frames, box),
-                event_db=document,
-                durable=False,
-            )
-            documents[eid] = crops.to_plain(document)
-            records.append(
-                EventRecord(
-                    event_id=eid,
-                    folder=folder,
-                    frames=(int(frames[0]), int(frames[1])),
-                    crop_box=tuple(int(v) for v in box),
-                    positive=positive,
-                    n_detections=len(detections),
+    workers = write_workers or default_write_workers()
+    with (
+        crops.MovieReader(info.path) as movie,
+        ground_truth.GroundTruthReader(gt_path) as gt,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="event-folders") as pool,
+    ):
+        in_flight: deque[Future[Path]] = deque()
+        try:
+            for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
+                folder = event_root / names[eid]
+                detections = event.detections if event is not None else ()
+                document = crops.to_plain(
+                    _event_document(
+                        metadata,
+                        ref=ref,
+                        kind=kind,
+                        event_id=eid,
+                        folder=folder,
+                        frames=frames,
+                        box=box,
+                        positive=positive,
+                        detections=detections,
+                        channel=channel,
+                    )
                 )
-            )
-            if index % 25 == 0:
-                say(f"wrote {index}/{len(planned)} event folders")
+                # negatives were checked signal-free: their ground truth is all zeros, unread
+                gt_crop = _gt_window(gt, frames, box) if positive else None
+                # a memory-mapped movie can be read from the writer threads; page by page not
+                images = None if movie.uses_memmap else movie.read_window(frames, box)
+                in_flight.append(
+                    pool.submit(
+                        _write_event_folder, movie, folder, frames, box, images, gt_crop, document
+                    )
+                )
+                while len(in_flight) > 2 * workers:  # bounds the crops held in memory
+                    in_flight.popleft().result()
+                documents[eid] = document
+                records.append(
+                    EventRecord(
+                        event_id=eid,
+                        folder=folder,
+                        frames=(int(frames[0]), int(frames[1])),
+                        crop_box=tuple(int(v) for v in box),
+                        positive=positive,
+                        n_detections=len(detections),
+                    )
+                )
+                if index % 25 == 0:
+                    say(f"wrote {index}/{len(planned)} event folders")
+                if in_flight and in_flight[0].done():
+                    in_flight.popleft().result()  # a failed write stops the loop early
+            for future in in_flight:
+                future.result()
+        except BaseException:
+            for future in in_flight:  # folders not started yet are not written
+                future.cancel()
+            raise
 
     manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
     previous = read_manifest(manifest_path)
@@ -436,6 +462,30 @@ def extract_events(
         manifest=manifest_path,
         removed_stale=removed,
         thumbnail_png=movie_thumbnail(info.path, records),
+    )
+
+
+def default_write_workers() -> int:
+    """Threads writing event folders: most of that time is system calls and copies, which
+    run in parallel; more than four gains nothing measurable."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _write_event_folder(
+    movie: crops.MovieReader,
+    folder: Path,
+    frames: tuple[int, int],
+    box: tuple[int, int, int, int],
+    images: np.ndarray | None,
+    gt_crop: np.ndarray | None,
+    document: dict[str, Any],
+) -> Path:
+    return crops.write_event_folder(
+        folder,
+        images=movie.read_window(frames, box) if images is None else images,
+        ground_truth=gt_crop,
+        event_db=document,
+        durable=False,
     )
 
 

@@ -280,17 +280,17 @@ def test_event_folder_write_failure_leaves_target_unchanged(tmp_path, monkeypatc
         write_event_folder(target, images=images, ground_truth=gt, event_db=event_db)
         before = {p.name: p.read_bytes() for p in target.iterdir()}
 
-    real_imwrite = tifffile.imwrite
+    real_write_file = crops._write_file
     calls = []
 
-    def failing_imwrite(path, *args, **kwargs):
+    def failing_write_file(path, *parts):
         calls.append(path)
         if len(calls) == 2:  # images.tif is written, ground_truth.tif fails half way
             Path(path).write_bytes(b"partial")
             raise OSError("disk full")
-        return real_imwrite(path, *args, **kwargs)
+        return real_write_file(path, *parts)
 
-    monkeypatch.setattr(crops.tifffile, "imwrite", failing_imwrite)
+    monkeypatch.setattr(crops, "_write_file", failing_write_file)
     with pytest.raises(OSError, match="disk full"):
         write_event_folder(target, images=images + 1, ground_truth=gt, event_db={"_id": "new"})
     if existing:
@@ -308,17 +308,17 @@ from pathlib import Path
 import numpy as np
 from deep_events_dagster.core import crops
 
-real_imwrite = crops.tifffile.imwrite
+real_write_file = crops._write_file
 calls = []
 
-def imwrite(path, *args, **kwargs):
+def write_file(path, *parts):
     calls.append(path)
     if len(calls) == 2:
         Path(path).write_bytes(b"partial")
         os._exit(3)  # a kill: no cleanup code runs
-    return real_imwrite(path, *args, **kwargs)
+    return real_write_file(path, *parts)
 
-crops.tifffile.imwrite = imwrite
+crops._write_file = write_file
 crops.write_event_folder(
     Path(sys.argv[1]),
     images=np.full((2, 8, 8), 5000, np.uint16),
@@ -362,6 +362,75 @@ def test_write_event_folder_validates_shapes(tmp_path):
     with pytest.raises(ValueError):
         write_event_folder(tmp_path / "e", images=images, ground_truth=gt[..., :8], event_db={})
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "axes"),
+    [
+        ((11, 256, 256), "<u2", "TYX"),
+        ((1, 64, 48), "<u2", "TYX"),
+        ((3, 2, 40, 30), "<u2", "TCYX"),
+        ((5, 33, 17), "|u1", "TYX"),
+        ((4, 20, 20), "<f4", "TYX"),
+        ((4, 20, 20), ">u2", "TYX"),
+        ((2, 20, 20), "<i4", "TYX"),
+    ],
+)
+def test_stack_writer_gives_tifffiles_bytes(tmp_path, shape, dtype, axes):
+    rng = np.random.default_rng(7)
+    array = (rng.random(shape) * 200).astype(np.dtype(dtype))
+    ours, theirs = tmp_path / "ours.tif", tmp_path / "theirs.tif"
+    crops._write_stack(ours, array, axes)
+    native = array.astype(array.dtype.newbyteorder("="))
+    tifffile.imwrite(theirs, native, photometric="minisblack", metadata={"axes": axes})
+    assert ours.read_bytes() == theirs.read_bytes()
+    with tifffile.TiffFile(ours) as tif:
+        assert tif.series[0].axes == axes and tif.series[0].dataoffset is not None
+        assert np.array_equal(tif.asarray(), array)
+
+
+def test_stack_writer_falls_back_to_tifffile_for_odd_layouts(tmp_path, monkeypatch):
+    crops._stack_layout.cache_clear()
+    monkeypatch.setattr(crops, "_stack_layout", lambda *args: None)
+    array = np.arange(2 * 8 * 8, dtype=np.uint16).reshape(2, 8, 8)
+    crops._write_stack(tmp_path / "a.tif", array, "TYX")
+    assert np.array_equal(tifffile.imread(tmp_path / "a.tif"), array)
+
+
+def test_negative_event_folder_has_an_all_zero_ground_truth(tmp_path):
+    images, _, event_db = _event_payload()
+    write_event_folder(tmp_path / "ev_n", images=images, ground_truth=None, event_db=event_db)
+    with tifffile.TiffFile(tmp_path / "ev_n" / "ground_truth.tif") as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ZSTD
+        gt = tif.asarray()
+    assert gt.dtype == np.float32 and gt.shape == (images.shape[0], *images.shape[-2:])
+    assert not gt.any()
+
+
+def test_event_folders_written_from_threads_are_all_right(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    stacks = [rng.integers(0, 65535, (4, 32, 32), dtype=np.uint16) for _ in range(24)]
+
+    def write(index):
+        gt = np.zeros((4, 32, 32), np.float32)
+        gt[index % 4, index, index] = 1.0
+        return write_event_folder(
+            tmp_path / f"ev_{index}",
+            images=stacks[index],
+            ground_truth=gt,
+            event_db={"_id": str(index)},
+            durable=False,
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        folders = list(pool.map(write, range(24)))
+    for index, folder in enumerate(folders):
+        assert np.array_equal(tifffile.imread(folder / "images.tif"), stacks[index])
+        gt = tifffile.imread(folder / "ground_truth.tif")
+        assert gt[index % 4, index, index] == 1.0 and gt.sum() == 1.0
+        assert read_event_folder(folder) == {"_id": str(index)}
 
 
 @pytest.mark.parametrize(

@@ -284,9 +284,19 @@ class MovieReader:
             return self._read_memmap(t0, t1, x0, y0, x1, y1)
         return self._read_pages(t0, t1, x0, y0, x1, y1)
 
-    def read_frame(self, t: int) -> np.ndarray:
-        """Read one whole frame: ``C×Y×X`` for multi-channel movies, else ``Y×X``."""
-        return self.read_window((t, t + 1), (0, 0, self._width, self._height))[0]
+    def read_frame(self, t: int, step: int = 1) -> np.ndarray:
+        """Read one whole frame: ``C×Y×X`` for multi-channel movies, else ``Y×X``.
+
+        With ``step`` > 1 only every ``step``-th row and column (a cheap preview: a
+        memory-mapped movie then reads about ``1/step`` of the frame's pages).
+        """
+        if not 0 <= t < self._n_frames:
+            raise ValueError(f"frame {t} outside [0, {self._n_frames})")
+        box = (0, 0, self._width, self._height)
+        if self._memmap is not None:
+            return self._read_memmap(t, t + 1, *box, step=max(1, int(step)))[0]
+        frame = self._read_pages(t, t + 1, *box)[0]
+        return np.ascontiguousarray(frame[..., ::step, ::step]) if step > 1 else frame
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """Yield every frame in order (see :meth:`read_frame`); memory stays O(one frame)."""
@@ -313,12 +323,14 @@ class MovieReader:
             with contextlib.suppress(OSError, ValueError):
                 mapping.madvise(mmap.MADV_DONTNEED)
 
-    def _read_memmap(self, t0: int, t1: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    def _read_memmap(
+        self, t0: int, t1: int, x0: int, y0: int, x1: int, y1: int, step: int = 1
+    ) -> np.ndarray:
         assert self._memmap is not None
         index: list[Any] = []
         for i in range(len(self._leading_shape)):
             index.append(slice(t0, t1) if i == self._time_axis else slice(None))
-        index += [slice(y0, y1), slice(x0, x1)]
+        index += [slice(y0, y1, step), slice(x0, x1, step)]
         try:
             view = self._memmap[tuple(index)]
             order = []
@@ -333,14 +345,14 @@ class MovieReader:
             rank = {axis: pos for pos, axis in enumerate(sorted(kept))}
             view = np.transpose(view, [rank[a] for a in order] + [len(order), len(order) + 1])
             out = np.array(view, dtype=self._dtype, copy=True)
-            # every row of the window maps at least one whole page
-            rows = out.size // max(1, x1 - x0)
+            # every row read maps at least one whole page
+            rows = out.size // max(1, out.shape[-1])
             self._release_mapped_pages(rows * max(mmap.PAGESIZE, (x1 - x0) * out.itemsize))
         except (OSError, ValueError) as exc:  # pragma: no cover - I/O errors on the mapping
             raise MovieError(self.path, f"cannot read image data: {exc}") from exc
         if self._time_axis is None:
             out = out[np.newaxis]
-        return out.reshape(self._out_shape(t1 - t0, y1 - y0, x1 - x0))
+        return out.reshape(self._out_shape(t1 - t0, *out.shape[-2:]))
 
     def _plane_index(self, t: int, c: int) -> int:
         coords = [0] * len(self._leading_shape)

@@ -536,10 +536,10 @@ def _projection(path: Path, max_side: int, n_samples: int = 16) -> tuple[np.ndar
         indices = np.unique(np.linspace(0, reader.n_frames - 1, min(n_samples, reader.n_frames)))
         projection = None
         for t in indices.astype(int):
-            frame = reader.read_frame(int(t))
+            frame = reader.read_frame(int(t), step=stride)
             if frame.ndim == 3:
                 frame = frame[0]
-            small = np.asarray(frame[::stride, ::stride], dtype=np.float32)
+            small = np.asarray(frame, dtype=np.float32)
             projection = small if projection is None else np.maximum(projection, small)
     return projection, stride
 

@@ -112,9 +112,31 @@ def test_window_is_bit_exact(tmp_path, axes, shape, kwargs, memmap, suffix):
             assert not np.array_equal(window.astype(np.float16).astype(np.uint16), expected)
             assert window.flags.writeable and window.flags.c_contiguous
         assert np.array_equal(reader.read_frame(2), reference[2])
+        for step in (2, 3, 7):
+            sampled = reader.read_frame(2, step=step)
+            assert sampled.flags.c_contiguous
+            assert np.array_equal(sampled, reference[2][..., ::step, ::step])
         frames = list(reader.iter_frames())
         assert len(frames) == shape[0]
         assert np.array_equal(np.stack(frames), reference)
+
+
+def test_reader_hands_back_mapped_pages(tmp_path, monkeypatch):
+    def resident_file_kib() -> int:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("RssFile:"))
+
+    monkeypatch.setattr(crops, "RELEASE_MAPPED_BYTES", 2 * 1024 * 1024)
+    movie = np.ones((40, 512, 1024), np.uint16)  # 40 MiB
+    path = _write(tmp_path / "big.tif", movie, "TYX")
+    with MovieReader(path) as reader:
+        assert reader.uses_memmap
+        before = resident_file_kib()
+        peak = before
+        for t in range(reader.n_frames):
+            assert reader.read_frame(t).sum() == 512 * 1024
+            peak = max(peak, resident_file_kib())
+    assert peak - before < 8 * 1024  # without handing pages back it grows by ~40 MiB
 
 
 def test_window_from_big_endian_file(tmp_path):

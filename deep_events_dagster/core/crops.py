@@ -55,7 +55,7 @@ EVENT_DB_NAME = "event_db.yaml"
 
 # Resident movie pages a reader lets accumulate before it hands them back (see
 # MovieReader._release_mapped_pages): bounds the RSS a memory-mapped movie adds.
-RELEASE_MAPPED_BYTES = 256 * 1024 * 1024
+RELEASE_MAPPED_BYTES = 64 * 1024 * 1024
 # Axes that stand for time when a file carries no explicit T axis (plain stacks, ImageJ).
 _TIME_LIKE = ("T", "I", "Q", "Z")
 # tifffile log messages that mean the file's structure points past its end (truncation).
@@ -345,9 +345,11 @@ class MovieReader:
             rank = {axis: pos for pos, axis in enumerate(sorted(kept))}
             view = np.transpose(view, [rank[a] for a in order] + [len(order), len(order) + 1])
             out = np.array(view, dtype=self._dtype, copy=True)
-            # every row read maps at least one whole page
-            rows = out.size // max(1, out.shape[-1])
-            self._release_mapped_pages(rows * max(mmap.PAGESIZE, (x1 - x0) * out.itemsize))
+            # the kernel maps whole pages, and up to 64 KiB around each one touched: count
+            # every plane's band of rows y0…y1 in full
+            planes = out.size // max(1, out.shape[-1] * out.shape[-2])
+            row_bytes = max(self._width * self._dtype.itemsize, mmap.PAGESIZE)
+            self._release_mapped_pages(planes * (y1 - y0) * row_bytes)
         except (OSError, ValueError) as exc:  # pragma: no cover - I/O errors on the mapping
             raise MovieError(self.path, f"cannot read image data: {exc}") from exc
         if self._time_axis is None:

@@ -40,8 +40,9 @@ over every frame). Both paths give identical detections.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -526,22 +527,35 @@ def _window_reader(reader: GroundTruthReader) -> Callable[[int, list[Window] | N
     return read
 
 
+@contextlib.contextmanager
+def _opened(path: Path, reader: GroundTruthReader | None) -> Iterator[GroundTruthReader]:
+    """``reader`` as it is (the caller closes it), else a reader of ``path`` closed on exit."""
+    if reader is not None:
+        yield reader
+        return
+    with GroundTruthReader(path) as opened:
+        yield opened
+
+
 def detect_events_in_file(
     gt_path: str | Path,
     *,
     use_support: bool = True,
+    reader: GroundTruthReader | None = None,
     **params: Any,
 ) -> list[Event]:
     """:func:`detect_events` on a ground-truth TIFF.
 
     With the sidecar (and ``use_support``) only the frames and tiles that hold signal are read;
-    otherwise the file is read frame by frame (memory O(one frame)). ``params`` are the keyword
-    arguments of :func:`detect_events` other than ``frames``, ``n_frames``, ``height``,
-    ``width`` and ``support``.
+    otherwise the file is read frame by frame (memory O(one frame)). ``reader`` is an open
+    reader of ``gt_path`` to read through (e.g. one that caches tiles for later steps); by
+    default the file is opened here. ``params`` are the keyword arguments of
+    :func:`detect_events` other than ``frames``, ``n_frames``, ``height``, ``width`` and
+    ``support``.
     """
     gt_path = Path(gt_path)
     support = read_ground_truth_support(gt_path) if use_support else None
-    with GroundTruthReader(gt_path) as reader:
+    with _opened(gt_path, reader) as reader:
         return detect_events(
             _window_reader(reader),
             n_frames=reader.n_frames,
@@ -616,14 +630,16 @@ def negative_boxes_in_file(
     *,
     crop_size: int = DEFAULT_CROP_SIZE,
     use_support: bool = True,
+    reader: GroundTruthReader | None = None,
 ) -> list[list[Box]]:
-    """:func:`negative_boxes` for every event, checking signal in the GT TIFF ``gt_path``.
+    """:func:`negative_boxes` for every event, checking signal in the GT TIFF ``gt_path``
+    (through ``reader`` when given, see :func:`detect_events_in_file`).
 
     Returns one list of boxes per event, in the order of ``events``.
     """
     gt_path = Path(gt_path)
     support = read_ground_truth_support(gt_path) if use_support else None
-    with GroundTruthReader(gt_path) as reader:
+    with _opened(gt_path, reader) as reader:
         check = signal_checker(reader, support)
         return [
             negative_boxes(

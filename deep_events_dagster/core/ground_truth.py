@@ -48,6 +48,7 @@ import json
 import math
 import uuid
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -465,10 +466,22 @@ class GroundTruthReader:
 
     Windows are read by decoding only the tiles (or strips) that overlap them, so a 256×256
     window of a tiled file costs at most four tile decodes. Use as a context manager.
+
+    Parameters
+    ----------
+    path
+        The TIFF file.
+    cache_bytes
+        Keep up to this many bytes of decoded tiles (least recently used dropped first), for
+        callers that read the same places several times (detection, then negatives, then
+        crops). 0 (default) keeps none.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, cache_bytes: int = 0):
         self.path = Path(path)
+        self._cache_limit = max(0, int(cache_bytes))
+        self._segments: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
+        self._cached_bytes = 0
         self._tif = tifffile.TiffFile(self.path)
         try:
             series = self._tif.series[0]
@@ -556,20 +569,11 @@ class GroundTruthReader:
             rps = kf.rowsperstrip or kf.imagelength
             rps = min(rps, kf.imagelength)
             indices = list(range(y0 // rps, (y1 - 1) // rps + 1))
-        fh = self._tif.filehandle
         for index in indices:
-            count = page.databytecounts[index]
-            if count == 0:
-                continue  # sparse (empty) segment: zeros
-            fh.seek(page.dataoffsets[index])
-            data = fh.read(count)
-            if self._zero_tile is not None and data == self._zero_tile:
-                continue  # the writer's pre-encoded all-zero tile
-            seg, pos, _shape = kf.decode(data, index)
-            if seg is None:
+            found = self._segment(t, page, index)
+            if found is None:
                 continue
-            seg = seg.reshape(seg.shape[-3], seg.shape[-2])
-            sy, sx = int(pos[2]), int(pos[3])
+            seg, sy, sx = found
             oy0, oy1 = max(y0, sy), min(y1, sy + seg.shape[0])
             ox0, ox1 = max(x0, sx), min(x1, sx + seg.shape[1])
             if oy0 < oy1 and ox0 < ox1:
@@ -577,6 +581,39 @@ class GroundTruthReader:
                     oy0 - sy : oy1 - sy, ox0 - sx : ox1 - sx
                 ]
         return out
+
+    def _segment(self, t: int, page: Any, index: int) -> tuple[np.ndarray, int, int] | None:
+        """Decoded tile or strip ``index`` of frame ``t`` with its top-left corner; None when
+        it holds only zeros."""
+        key = (t, index)
+        if key in self._segments:
+            self._segments.move_to_end(key)
+            return self._segments[key]
+        found = self._decode_segment(page, index)
+        if self._cache_limit:
+            size = 64 + (found[0].nbytes if found is not None else 0)
+            self._segments[key] = found
+            self._cached_bytes += size
+            while self._cached_bytes > self._cache_limit and self._segments:
+                _, dropped = self._segments.popitem(last=False)
+                self._cached_bytes -= 64 + (dropped[0].nbytes if dropped is not None else 0)
+        return found
+
+    def _decode_segment(self, page: Any, index: int) -> tuple[np.ndarray, int, int] | None:
+        count = page.databytecounts[index]
+        if count == 0:
+            return None  # sparse (empty) segment: zeros
+        fh = self._tif.filehandle
+        fh.seek(page.dataoffsets[index])
+        data = fh.read(count)
+        if self._zero_tile is not None and data == self._zero_tile:
+            return None  # the writer's pre-encoded all-zero tile
+        seg, pos, _shape = page.keyframe.decode(data, index)
+        if seg is None:
+            return None
+        seg = seg.reshape(seg.shape[-3], seg.shape[-2])
+        seg.flags.writeable = False  # shared by the cache
+        return seg, int(pos[2]), int(pos[3])
 
     def has_signal(self, box: tuple[int, int, int, int], frames: tuple[int, int]) -> bool:
         """Whether any pixel of ``box`` ``(x0, y0, x1, y1)`` is > 0 in frames ``[start, stop)``."""

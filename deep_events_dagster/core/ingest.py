@@ -44,6 +44,8 @@ STALE_TEMPORARY_AGE_S = 600.0
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NEGATIVE_CONTENT = "none"
+# decoded ground-truth tiles kept while one kind's events are extracted
+GT_TILE_CACHE_BYTES = 192 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -340,95 +342,105 @@ def extract_events(
             f"{crop_size} px crop; lower crop_size"
         )
     gt_path = layout.ground_truth(ref.folder, ref.root, kind)
-    found = events.detect_events_in_file(
-        gt_path,
-        threshold=threshold,
-        max_distance_px=max_link_distance_px,
-        max_gap_frames=max_gap_frames,
-        add_pre_frames=add_pre_frames,
-        add_post_frames=add_post_frames,
-        crop_size=crop_size,
-    )
-    say(f"{len(found)} events detected in {gt_path.name}")
-    event_root = layout.event_data(ref.root, kind)
-    event_root.mkdir(parents=True, exist_ok=True)
-    negatives = (
-        events.negative_boxes_in_file(gt_path, found, crop_size=crop_size)
-        if auto_negatives and found
-        else [[] for _ in found]
-    )
-    channel = _single_channel(ref, kind, metadata, info)
+    # detection, the negatives' signal checks and the crops read the same tiles
+    support = ground_truth.read_ground_truth_support(gt_path)
+    with ground_truth.GroundTruthReader(gt_path, cache_bytes=GT_TILE_CACHE_BYTES) as gt:
+        found = events.detect_events_in_file(
+            gt_path,
+            threshold=threshold,
+            max_distance_px=max_link_distance_px,
+            max_gap_frames=max_gap_frames,
+            add_pre_frames=add_pre_frames,
+            add_post_frames=add_post_frames,
+            crop_size=crop_size,
+            reader=gt,
+        )
+        say(f"{len(found)} events detected in {gt_path.name}")
+        event_root = layout.event_data(ref.root, kind)
+        event_root.mkdir(parents=True, exist_ok=True)
+        negatives = (
+            events.negative_boxes_in_file(gt_path, found, crop_size=crop_size, reader=gt)
+            if auto_negatives and found
+            else [[] for _ in found]
+        )
+        channel = _single_channel(ref, kind, metadata, info)
 
-    planned: dict[str, tuple[tuple[int, int], tuple[int, int, int, int], bool, Any]] = {}
-    for event in found:
-        eid = crops.event_id(ref.key, kind, event.frames, event.crop_box)
-        planned.setdefault(eid, (event.frames, event.crop_box, True, event))
-    for event, boxes in zip(found, negatives, strict=True):
-        for box in boxes:
-            eid = crops.event_id(ref.key, kind, event.frames, box)
-            planned.setdefault(eid, (event.frames, box, False, None))
+        planned: dict[str, tuple[tuple[int, int], tuple[int, int, int, int], bool, Any]] = {}
+        for event in found:
+            eid = crops.event_id(ref.key, kind, event.frames, event.crop_box)
+            planned.setdefault(eid, (event.frames, event.crop_box, True, event))
+        for event, boxes in zip(found, negatives, strict=True):
+            for box in boxes:
+                eid = crops.event_id(ref.key, kind, event.frames, box)
+                planned.setdefault(eid, (event.frames, box, False, None))
 
-    names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
-    _remove_old_temporaries(event_root, set(names.values()))
-    records: list[EventRecord] = []
-    documents: dict[str, dict[str, Any]] = {}
-    workers = write_workers or default_write_workers()
-    with (
-        crops.MovieReader(info.path) as movie,
-        ground_truth.GroundTruthReader(gt_path) as gt,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="event-folders") as pool,
-    ):
-        in_flight: deque[Future[Path]] = deque()
-        try:
-            for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
-                folder = event_root / names[eid]
-                detections = event.detections if event is not None else ()
-                document = crops.to_plain(
-                    _event_document(
-                        metadata,
-                        ref=ref,
-                        kind=kind,
-                        event_id=eid,
-                        folder=folder,
-                        frames=frames,
-                        box=box,
-                        positive=positive,
-                        detections=detections,
-                        channel=channel,
+        names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
+        _remove_old_temporaries(event_root, set(names.values()))
+        records: list[EventRecord] = []
+        documents: dict[str, dict[str, Any]] = {}
+        workers = write_workers or default_write_workers()
+        with (
+            crops.MovieReader(info.path) as movie,
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="event-folders") as pool,
+        ):
+            in_flight: deque[Future[Path]] = deque()
+            try:
+                for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
+                    folder = event_root / names[eid]
+                    detections = event.detections if event is not None else ()
+                    document = crops.to_plain(
+                        _event_document(
+                            metadata,
+                            ref=ref,
+                            kind=kind,
+                            event_id=eid,
+                            folder=folder,
+                            frames=frames,
+                            box=box,
+                            positive=positive,
+                            detections=detections,
+                            channel=channel,
+                        )
                     )
-                )
-                # negatives were checked signal-free: their ground truth is all zeros, unread
-                gt_crop = _gt_window(gt, frames, box) if positive else None
-                # a memory-mapped movie can be read from the writer threads; page by page not
-                images = None if movie.uses_memmap else movie.read_window(frames, box)
-                in_flight.append(
-                    pool.submit(
-                        _write_event_folder, movie, folder, frames, box, images, gt_crop, document
+                    # negatives were checked signal-free: their ground truth is all zeros, unread
+                    gt_crop = _gt_window(gt, support, frames, box) if positive else None
+                    # a memory-mapped movie can be read from the writer threads; page by page not
+                    images = None if movie.uses_memmap else movie.read_window(frames, box)
+                    in_flight.append(
+                        pool.submit(
+                            _write_event_folder,
+                            movie,
+                            folder,
+                            frames,
+                            box,
+                            images,
+                            gt_crop,
+                            document,
+                        )
                     )
-                )
-                while len(in_flight) > 2 * workers:  # bounds the crops held in memory
-                    in_flight.popleft().result()
-                documents[eid] = document
-                records.append(
-                    EventRecord(
-                        event_id=eid,
-                        folder=folder,
-                        frames=(int(frames[0]), int(frames[1])),
-                        crop_box=tuple(int(v) for v in box),
-                        positive=positive,
-                        n_detections=len(detections),
+                    while len(in_flight) > 2 * workers:  # bounds the crops held in memory
+                        in_flight.popleft().result()
+                    documents[eid] = document
+                    records.append(
+                        EventRecord(
+                            event_id=eid,
+                            folder=folder,
+                            frames=(int(frames[0]), int(frames[1])),
+                            crop_box=tuple(int(v) for v in box),
+                            positive=positive,
+                            n_detections=len(detections),
+                        )
                     )
-                )
-                if index % 25 == 0:
-                    say(f"wrote {index}/{len(planned)} event folders")
-                if in_flight and in_flight[0].done():
-                    in_flight.popleft().result()  # a failed write stops the loop early
-            for future in in_flight:
-                future.result()
-        except BaseException:
-            for future in in_flight:  # folders not started yet are not written
-                future.cancel()
-            raise
+                    if index % 25 == 0:
+                        say(f"wrote {index}/{len(planned)} event folders")
+                    if in_flight and in_flight[0].done():
+                        in_flight.popleft().result()  # a failed write stops the loop early
+                for future in in_flight:
+                    future.result()
+            except BaseException:
+                for future in in_flight:  # folders not started yet are not written
+                    future.cancel()
+                raise
 
     manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
     previous = read_manifest(manifest_path)
@@ -490,10 +502,25 @@ def _write_event_folder(
 
 
 def _gt_window(
-    gt: ground_truth.GroundTruthReader, frames: tuple[int, int], box: tuple[int, int, int, int]
+    gt: ground_truth.GroundTruthReader,
+    support: dict[int, list[tuple[int, int, int, int]]] | None,
+    frames: tuple[int, int],
+    box: tuple[int, int, int, int],
 ) -> np.ndarray:
+    """The ground truth of ``frames`` in ``box``; with the writer's ``support`` only the
+    parts that can hold signal are read."""
     x0, y0, x1, y1 = box
-    return np.stack([gt.read_window(t, y0, y1, x0, x1) for t in range(frames[0], frames[1])])
+    if support is None:
+        return np.stack([gt.read_window(t, y0, y1, x0, x1) for t in range(*frames)])
+    out = np.zeros((frames[1] - frames[0], y1 - y0, x1 - x0), dtype=gt.dtype)
+    for t in range(*frames):
+        for wy0, wy1, wx0, wx1 in support.get(t, ()):
+            iy0, iy1, ix0, ix1 = max(y0, wy0), min(y1, wy1), max(x0, wx0), min(x1, wx1)
+            if iy0 < iy1 and ix0 < ix1:
+                out[t - frames[0], iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = gt.read_window(
+                    t, iy0, iy1, ix0, ix1
+                )
+    return out
 
 
 def _single_channel(

@@ -34,7 +34,7 @@ def encode_png(image: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IDAT", zlib.compress(raw, 3))
         + chunk(b"IEND", b"")
     )
 

@@ -238,6 +238,30 @@ def test_reader_windows(tmp_path: Path, layout: str) -> None:
         assert reader.has_signal((0, 0, 520, 300), (0, 3)) == bool(data.any())
 
 
+def test_reader_tile_cache_gives_the_same_windows_and_stays_bounded(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    pts = [(t, rng.uniform(0, 599), rng.uniform(0, 799)) for t in range(4) for _ in range(30)]
+    path = tmp_path / "gt.tif"
+    write_ground_truth(path, pts, n_frames=4, height=600, width=800)
+    data = tifffile.imread(path)
+    windows = [
+        (t, int(y), int(y) + 256, int(x), int(x) + 256)
+        for t in range(4)
+        for y, x in rng.uniform(0, 500, size=(6, 2))
+    ]
+    tile_bytes = 256 * 256 * 4
+    with GroundTruthReader(path, cache_bytes=3 * tile_bytes) as cached:
+        for _ in range(2):  # the second pass is served (partly) from the cache
+            for t, y0, y1, x0, x1 in windows:
+                window = cached.read_window(t, y0, y1, x0, x1)
+                np.testing.assert_array_equal(window, data[t, y0:y1, x0:x1])
+                window[...] = -1  # the caller's copy: the cache must not see this
+                assert cached._cached_bytes <= 3 * tile_bytes
+        assert cached._segments  # something was kept
+        t, y0, y1, x0, x1 = windows[-1]
+        np.testing.assert_array_equal(cached.read_window(t, y0, y1, x0, x1), data[t, y0:y1, x0:x1])
+
+
 def test_small_image_tiles(tmp_path: Path) -> None:
     pts = [(0, 3, 3), (1, 30, 60)]
     write_ground_truth(tmp_path / "gt.tif", pts, n_frames=2, height=33, width=70)

@@ -78,19 +78,76 @@ def test_crops_are_bit_exact_and_gt_matches(tmp_path, vocabulary):
     for acq in tree.acquisitions:
         movie = tifffile.imread(acq.movie_path)
         gt = tifffile.imread(acq.folder / "ground_truth_points.tif")
-        for record in reports[acq.folder].events["points"].events:
+        step = reports[acq.folder].events["points"]
+        documents = {d["_id"]: d for d in event_documents(step.manifest)}
+        for record in step.events:
             x0, y0, x1, y1 = record.crop_box
             t0, t1 = record.frames
             images = tifffile.imread(record.folder / "images.tif")
             assert images.dtype == movie.dtype
             assert np.array_equal(images, movie[t0:t1, ..., y0:y1, x0:x1])
             gt_crop = tifffile.imread(record.folder / "ground_truth.tif")
-            assert np.allclose(gt_crop, gt[t0:t1, y0:y1, x0:x1])
+            assert np.array_equal(gt_crop, gt[t0:t1, y0:y1, x0:x1])
+            assert gt_crop.any() == record.positive  # negatives are signal-free
             doc = yaml.safe_load((record.folder / "event_db.yaml").read_text())
+            assert doc == documents[record.event_id]  # the catalog gets what the folder says
             assert doc["_id"] == record.event_id and len(doc["_id"]) == 24
             assert doc["frames"] == [t0, t1] and doc["crop_box"] == [x0, y0, x1, y1]
             assert doc["extraction_type"] == "automatic" and doc["type"] == "event"
             assert doc["cell_line"] == acq.expected_metadata["cell_line"]
+
+
+def _event_files(root):
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.glob("event_data_points/ev_*/*"))
+    }
+
+
+def test_event_folders_do_not_depend_on_the_number_of_writers(tmp_path, vocabulary):
+    tree = generate_tree(tmp_path / "data", seed=6, n_acquisitions=1, height=700, width=740)
+    acq = tree.acquisitions[0]
+    ref = AcquisitionRef(folder=acq.folder, root=tree.root)
+    make_metadata(ref, Layout(), vocabulary)
+    make_ground_truth(ref, "points", Layout())
+    outputs = []
+    for workers in (1, 3):
+        step = extract_events(ref, "points", Layout(), write_workers=workers)
+        outputs.append(_event_files(tree.root))
+    assert {r.positive for r in step.events} == {True, False}
+    assert outputs[0] and outputs[0] == outputs[1]
+
+
+def test_a_failed_folder_write_stops_extraction_and_keeps_the_manifest(
+    tmp_path, vocabulary, monkeypatch
+):
+    from deep_events_dagster.core import crops
+
+    tree = generate_tree(tmp_path / "data", seed=6, n_acquisitions=1, height=700, width=740)
+    acq = tree.acquisitions[0]
+    ref = AcquisitionRef(folder=acq.folder, root=tree.root)
+    make_metadata(ref, Layout(), vocabulary)
+    make_ground_truth(ref, "points", Layout())
+    first = extract_events(ref, "points", Layout())
+    manifest_before = first.manifest.read_bytes()
+    files_before = _event_files(tree.root)
+    assert len(first.events) > 3
+
+    real_write = crops.write_event_folder
+    calls = []
+
+    def failing_write(folder, **kwargs):
+        calls.append(folder)
+        if len(calls) == 3:
+            raise OSError(f"{folder}: disk full")
+        return real_write(folder, **kwargs)
+
+    monkeypatch.setattr(crops, "write_event_folder", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        extract_events(ref, "points", Layout(), write_workers=2)
+    assert first.manifest.read_bytes() == manifest_before
+    assert _event_files(tree.root) == files_before  # rewritten folders hold the same bytes
+    assert not list((tree.root / "event_data_points").glob(".tmp-*"))
 
 
 def test_two_close_events_stay_two_and_edge_event_box_inside(tmp_path, vocabulary):

@@ -25,7 +25,9 @@ positive_negative_ratio     event / negative counts               annotations bu
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -520,6 +522,32 @@ def _read_tiff(path: Path) -> np.ndarray:
         return tif.series[0].asarray()
 
 
+def _image_stack_problems(
+    path: Path, expected_shape: tuple[int, ...], dtype: np.dtype, frames: tuple[int, int]
+) -> list[str]:
+    """Shape and dtype from the file's header; constancy from the first plane (the whole
+    stack is read only when that plane is constant)."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        shape, stored = tuple(int(n) for n in series.shape), np.dtype(series.dtype)
+        problems = []
+        if shape != expected_shape:
+            problems.append(
+                f"{IMAGES_NAME} has shape {shape}, expected {expected_shape} "
+                f"(frames {frames[0]}–{frames[1]})"
+            )
+        if not _same_dtype(stored, dtype):
+            problems.append(f"{IMAGES_NAME} is {stored}, the movie is {np.dtype(dtype)}")
+        first = tif.pages[0].asarray() if len(tif.pages) else np.empty(0)
+        if first.size and first.min() != first.max():
+            return problems
+        images = series.asarray()
+    if images.size == 0 or images.min() == images.max():
+        value = images.flat[0] if images.size else "nothing"
+        problems.append(f"{IMAGES_NAME} is empty (every pixel is {value})")
+    return problems
+
+
 def _folder_problems(
     folder: Path,
     entry: Mapping[str, Any],
@@ -539,20 +567,9 @@ def _folder_problems(
     gt_shape = (n_t, crop_size, crop_size)
     problems: list[str] = []
     try:
-        images = _read_tiff(folder / IMAGES_NAME)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        problems += _image_stack_problems(folder / IMAGES_NAME, image_shape, dtype, (start, stop))
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
         problems.append(f"{IMAGES_NAME} unreadable ({type(exc).__name__}: {exc})")
-    else:
-        if images.shape != image_shape:
-            problems.append(
-                f"{IMAGES_NAME} has shape {tuple(images.shape)}, expected {image_shape} "
-                f"(frames {start}–{stop})"
-            )
-        if not _same_dtype(images.dtype, dtype):
-            problems.append(f"{IMAGES_NAME} is {images.dtype}, the movie is {np.dtype(dtype)}")
-        if images.size == 0 or images.min() == images.max():
-            value = images.flat[0] if images.size else "nothing"
-            problems.append(f"{IMAGES_NAME} is empty (every pixel is {value})")
     try:
         gt = _read_tiff(folder / GROUND_TRUTH_NAME)
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
@@ -608,20 +625,25 @@ def crops_valid(
     dtype = np.dtype(dtype)
     problems: list[str] = []
     n_bad = 0
-    for entry in manifest.entries:
+
+    def check(entry: Mapping[str, Any]) -> list[str]:
         name = str(entry.get("folder", ""))
-        found = (
-            _folder_problems(
-                manifest.event_root / name,
-                entry,
-                crop_size=crop_size,
-                dtype=dtype,
-                n_channels=n_channels,
-                threshold=threshold,
-            )
-            if name
-            else ["no folder named in the manifest"]
+        if not name:
+            return ["no folder named in the manifest"]
+        return _folder_problems(
+            manifest.event_root / name,
+            entry,
+            crop_size=crop_size,
+            dtype=dtype,
+            n_channels=n_channels,
+            threshold=threshold,
         )
+
+    # reading files is mostly system calls and decompression: threads overlap them
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(check, manifest.entries))
+    for entry, found in zip(manifest.entries, results, strict=True):
+        name = str(entry.get("folder", ""))
         if found:
             n_bad += 1
             problems.extend(f"{name or entry.get('_id')}: {p}" for p in found)

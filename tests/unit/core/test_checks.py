@@ -275,6 +275,15 @@ def test_crops_valid_reports_each_broken_folder(tmp_path: Path) -> None:
     assert result.message.startswith("6 of 7 event folders invalid (first: ev_gone: folder missing")
 
 
+def test_crops_valid_a_constant_first_frame_alone_is_not_empty(tmp_path: Path) -> None:
+    root = tmp_path / "event_data_points"
+    images = np.random.default_rng(2).integers(100, 4000, size=(3, CROP, CROP), dtype=np.uint16)
+    images[0] = 0  # e.g. a dark first frame
+    manifest = _manifest(tmp_path, root, [_event(root, "ev_dark_start", images=images)])
+    result = _crops(manifest)
+    assert result.passed, result.problems
+
+
 def test_crops_valid_unreadable_file_and_missing_manifest(tmp_path: Path) -> None:
     root = tmp_path / "event_data_points"
     manifest = _manifest(tmp_path, root, [_event(root, "ev_a")])

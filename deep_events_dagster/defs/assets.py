@@ -446,10 +446,8 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
         db = catalog.open()
         try:
             result = db.replace_partition(collection, ref.key, documents)
-            stored = db.find(
-                collection,
-                {"acquisition_key": ref.key},
-                projection=["_id", "event_path", "extraction_type"],
+            stored = db.find_partition(
+                collection, ref.key, projection=["event_path", "extraction_type"]
             )
             where = db.describe()
         finally:

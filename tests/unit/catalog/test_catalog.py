@@ -201,6 +201,52 @@ def test_replace_partition_semantics(catalog_and_collection):
     assert catalog.count(coll) == 2 + 3
 
 
+def test_find_partition_and_ids_living_elsewhere(catalog_and_collection):
+    catalog, coll = catalog_and_collection
+    a = [_doc("acq/a", n) for n in range(4)]
+    catalog.replace_partition(coll, "acq/a", a)
+    catalog.replace_partition(coll, "acq/b", [_doc("acq/b", n) for n in range(3)])
+    legacy = {"_id": _doc("acq/c", 9)["_id"], "type": "event", "label": "legacy"}  # no key
+    catalog.upsert_documents(coll, [legacy])
+
+    for key in ("acq/a", "acq/b", "acq/none"):
+        expected = sorted(catalog.find(coll, {"acquisition_key": key}), key=lambda d: d["_id"])
+        assert sorted(catalog.find_partition(coll, key), key=lambda d: d["_id"]) == expected
+    projected = catalog.find_partition(coll, "acq/a", projection=["event_path"])
+    assert sorted(projected, key=lambda d: d["_id"]) == sorted(
+        ({"_id": d["_id"], "event_path": str(d["event_path"])} for d in a),
+        key=lambda d: d["_id"],
+    )
+
+    # a run of acq/c whose event id is the legacy document's: replaced, not duplicated
+    result = catalog.replace_partition(coll, "acq/c", [_doc("acq/c", 9), _doc("acq/c", 10)])
+    assert result == PartitionWriteResult(inserted=1, replaced=1, deleted_stale=0, kept_manual=0)
+    assert catalog.count(coll) == 4 + 3 + 2
+    moved = catalog.find(coll, {"_id": legacy["_id"]})
+    assert len(moved) == 1 and moved[0]["acquisition_key"] == "acq/c"
+    assert "label" not in moved[0]
+
+
+def test_embedded_partition_lookup_reads_only_the_partition(tmp_path, monkeypatch):
+    catalog = EventCatalog.open(None, home=tmp_path)
+    coll = collection_name("test_fast")
+    odd = {"_id": 12345, "acquisition_key": "acq/x", "type": "event"}  # not a string id
+    catalog.upsert_documents(coll, [odd])
+    catalog.replace_partition(coll, "acq/a", [_doc("acq/a", n) for n in range(3)])
+    monty = catalog._collection(coll)
+
+    def no_full_scans(*args, **kwargs):
+        raise AssertionError("montydb scanned the collection")
+
+    monkeypatch.setattr(type(monty), "find", no_full_scans)
+    assert {d["_id"] for d in catalog.find_partition(coll, "acq/x")} == {odd["_id"]}
+    assert len(catalog.find_partition(coll, "acq/a")) == 3
+    # a non-string id given to a partition write is found through montydb's key encoding
+    result = catalog.replace_partition(coll, "acq/x", [dict(odd, label="again")])
+    assert result == PartitionWriteResult(inserted=0, replaced=1, deleted_stale=0, kept_manual=0)
+    catalog.close()
+
+
 def test_documents_round_trip_as_plain_values(catalog_and_collection):
     catalog, coll = catalog_and_collection
     doc = _doc("acq/a", 3, nested={"pos": (np.int32(4), np.float64(1.25))})

@@ -51,9 +51,11 @@ from deep_events_dagster.core.errors import InputError
 __all__ = [
     "BACKENDS",
     "PROMPT_SETTING_KEYS",
+    "TrainingFolder",
     "TrainingRunSpec",
     "TrainingSettingsError",
     "load_training_file",
+    "load_training_folder",
     "parse_training_settings",
     "spec_fingerprint",
 ]
@@ -421,3 +423,58 @@ def load_training_file(path: str | Path) -> list[TrainingRunSpec]:
     except yaml.YAMLError as exc:
         raise TrainingSettingsError(path, f"malformed YAML: {exc}") from exc
     return parse_training_settings(data, path)
+
+
+@dataclass(frozen=True)
+class TrainingFolder:
+    """Every training run defined by the settings files of a folder.
+
+    Attributes
+    ----------
+    specs
+        The runs of every readable file, files in name order (``*.yaml`` and ``*.yml``).
+    problems
+        One message per file that could not be read (its runs are left out; the other
+        files' runs are not affected) and per run whose partition key another file already
+        uses (``x.yaml`` and ``x.yml`` both give ``x/0``: the first file in name order
+        keeps it).
+    """
+
+    specs: tuple[TrainingRunSpec, ...]
+    problems: tuple[str, ...]
+
+    def spec(self, partition_key: str) -> TrainingRunSpec | None:
+        """The run with this partition key, or None."""
+        return next((s for s in self.specs if s.partition_key == partition_key), None)
+
+
+def load_training_folder(folder: str | Path) -> TrainingFolder:
+    """Read every settings file of ``folder`` (a missing folder defines no runs).
+
+    One malformed file never hides the runs of the others: see :class:`TrainingFolder`.
+    """
+    folder = Path(folder)
+    paths = (
+        sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if folder.is_dir()
+        else []
+    )
+    specs: list[TrainingRunSpec] = []
+    problems: list[str] = []
+    owner: dict[str, Path] = {}
+    for path in paths:
+        try:
+            file_specs = load_training_file(path)
+        except TrainingSettingsError as exc:
+            problems.append(str(exc))
+            continue
+        for spec in file_specs:
+            first = owner.setdefault(spec.partition_key, path)
+            if first != path:
+                problems.append(
+                    f"{path}: its run {spec.partition_key!r} has the partition key of a run "
+                    f"in {first.name}; rename one of the two files"
+                )
+                continue
+            specs.append(spec)
+    return TrainingFolder(specs=tuple(specs), problems=tuple(problems))

@@ -36,25 +36,26 @@ class TrainingResource(dg.ConfigurableResource):
         """Folder of training settings files (default ``<home>/training``)."""
         return Path(self.settings_dir) if self.settings_dir else Path(self.home) / "training"
 
-    def specs(self) -> list:
-        """Every (file, prompt) training run defined in the settings folder."""
-        from deep_events_dagster.core.training_settings import load_training_file
+    def runs(self):
+        """Every (file, prompt) training run of the settings folder, and the problems of the
+        files that could not be read (see ``core.training_settings.load_training_folder``)."""
+        from deep_events_dagster.core.training_settings import load_training_folder
 
-        folder = self.settings_folder()
-        specs = []
-        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
-            specs.extend(load_training_file(path))
-        return specs
+        return load_training_folder(self.settings_folder())
 
     def spec(self, partition_key: str):
         """The training run behind a partition key."""
-        for spec in self.specs():
-            if spec.partition_key == partition_key:
-                return spec
+        runs = self.runs()
+        spec = runs.spec(partition_key)
+        if spec is not None:
+            return spec
+        stem = partition_key.split("/", 1)[0]
+        related = [p for p in runs.problems if stem in p]
         raise dg.Failure(
             description=(
                 f"training run {partition_key!r} is not defined by any settings file in "
-                f"{self.settings_folder()} (was its file or prompt removed?)"
+                f"{self.settings_folder()}"
+                + (f": {related[0]}" if related else " (was its file or prompt removed?)")
             ),
             allow_retries=False,
         )
@@ -273,11 +274,12 @@ def build_training_sensor(interval_seconds: int = 15) -> dg.SensorDefinition:
         folder = training.settings_folder()
         if not folder.is_dir():
             return dg.SkipReason(f"no training settings folder {folder}")
-        try:
-            specs = training.specs()
-        except InputError as exc:
-            context.log.error(str(exc))
-            return dg.SkipReason(str(exc))
+        runs = training.runs()
+        for problem in runs.problems:  # the other files' runs go ahead
+            context.log.error(problem)
+        specs = runs.specs
+        if not specs and runs.problems:
+            return dg.SkipReason("; ".join(runs.problems))
         known = set(context.instance.get_dynamic_partitions(TRAINING_RUNS))
         new = [s.partition_key for s in specs if s.partition_key not in known]
         return dg.SensorResult(

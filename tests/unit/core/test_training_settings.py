@@ -208,3 +208,23 @@ def test_errors_name_the_file(tmp_path, text, needle):
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_training_file(tmp_path / "nope.yaml")
+
+
+def test_training_folder_reads_every_file_it_can(tmp_path):
+    from deep_events_dagster.core.training_settings import load_training_folder
+
+    assert load_training_folder(tmp_path / "missing").specs == ()
+    (tmp_path / "a.yaml").write_text("collection: event_data_points\ndb_prompt: {type: event}\n")
+    (tmp_path / "b.yml").write_text("db_prompt: 3\n")  # malformed content
+    (tmp_path / "a.yml").write_text(
+        "collection: event_data_points\ndb_prompt: [{type: event}, {label: x}]\n"
+    )
+    (tmp_path / "notes.txt").write_text("not settings")
+    folder = load_training_folder(tmp_path)
+    assert [s.partition_key for s in folder.specs] == ["a/0", "a/1"]
+    assert folder.spec("a/0").file == tmp_path / "a.yaml"
+    assert folder.spec("a/1").file == tmp_path / "a.yml"  # no collision for this one
+    assert folder.spec("b/0") is None
+    assert len(folder.problems) == 2
+    assert folder.problems[0].startswith(str(tmp_path / "a.yml")) and "a.yaml" in folder.problems[0]
+    assert folder.problems[1].startswith(str(tmp_path / "b.yml"))

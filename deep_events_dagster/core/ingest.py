@@ -376,71 +376,43 @@ def extract_events(
 
         names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
         _remove_old_temporaries(event_root, set(names.values()))
-        records: list[EventRecord] = []
-        documents: dict[str, dict[str, Any]] = {}
-        workers = write_workers or default_write_workers()
-        with (
-            crops.MovieReader(info.path) as movie,
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="event-folders") as pool,
-        ):
-            in_flight: deque[Future[Path]] = deque()
-            try:
-                for index, (eid, (frames, box, positive, event)) in enumerate(planned.items(), 1):
-                    folder = event_root / names[eid]
-                    detections = event.detections if event is not None else ()
-                    document = crops.to_plain(
-                        _event_document(
-                            metadata,
-                            ref=ref,
-                            kind=kind,
-                            event_id=eid,
-                            folder=folder,
-                            frames=frames,
-                            box=box,
-                            positive=positive,
-                            detections=detections,
-                            channel=channel,
-                        )
-                    )
-                    # negatives were checked signal-free: their ground truth is all zeros, unread
-                    gt_crop = _gt_window(gt, support, frames, box) if positive else None
-                    # a memory-mapped movie can be read from the writer threads; page by page not
-                    images = None if movie.uses_memmap else movie.read_window(frames, box)
-                    in_flight.append(
-                        pool.submit(
-                            _write_event_folder,
-                            movie,
-                            folder,
-                            frames,
-                            box,
-                            images,
-                            gt_crop,
-                            document,
-                        )
-                    )
-                    while len(in_flight) > 2 * workers:  # bounds the crops held in memory
-                        in_flight.popleft().result()
-                    documents[eid] = document
-                    records.append(
-                        EventRecord(
-                            event_id=eid,
-                            folder=folder,
-                            frames=(int(frames[0]), int(frames[1])),
-                            crop_box=tuple(int(v) for v in box),
-                            positive=positive,
-                            n_detections=len(detections),
-                        )
-                    )
-                    if index % 25 == 0:
-                        say(f"wrote {index}/{len(planned)} event folders")
-                    if in_flight and in_flight[0].done():
-                        in_flight.popleft().result()  # a failed write stops the loop early
-                for future in in_flight:
-                    future.result()
-            except BaseException:
-                for future in in_flight:  # folders not started yet are not written
-                    future.cancel()
-                raise
+        documents = {
+            eid: crops.to_plain(
+                _event_document(
+                    metadata,
+                    ref=ref,
+                    kind=kind,
+                    event_id=eid,
+                    folder=event_root / names[eid],
+                    frames=frames,
+                    box=box,
+                    positive=positive,
+                    detections=event.detections if event is not None else (),
+                    channel=channel,
+                )
+            )
+            for eid, (frames, box, positive, event) in planned.items()
+        }
+        records = [
+            EventRecord(
+                event_id=eid,
+                folder=event_root / names[eid],
+                frames=(int(frames[0]), int(frames[1])),
+                crop_box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
+                positive=positive,
+                n_detections=len(event.detections) if event is not None else 0,
+            )
+            for eid, (frames, box, positive, event) in planned.items()
+        ]
+        _write_event_folders(
+            records,
+            documents,
+            movie_path=info.path,
+            gt=gt,
+            support=support,
+            workers=write_workers or default_write_workers(),
+            say=say,
+        )
 
     manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
     previous = read_manifest(manifest_path)
@@ -483,22 +455,56 @@ def default_write_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _write_event_folder(
-    movie: crops.MovieReader,
-    folder: Path,
-    frames: tuple[int, int],
-    box: tuple[int, int, int, int],
-    images: np.ndarray | None,
-    gt_crop: np.ndarray | None,
-    document: dict[str, Any],
-) -> Path:
-    return crops.write_event_folder(
-        folder,
-        images=movie.read_window(frames, box) if images is None else images,
-        ground_truth=gt_crop,
-        event_db=document,
-        durable=False,
-    )
+def _write_event_folders(
+    records: Sequence[EventRecord],
+    documents: dict[str, dict[str, Any]],
+    *,
+    movie_path: Path,
+    gt: ground_truth.GroundTruthReader,
+    support: dict[int, list[tuple[int, int, int, int]]] | None,
+    workers: int,
+    say: Callable[[str], None],
+) -> None:
+    """Write every record's folder on ``workers`` threads; the first failure is raised once
+    the running writes are done, and folders not started by then are not written."""
+
+    def write(record: EventRecord, images: np.ndarray | None, gt_crop: np.ndarray | None) -> Path:
+        return crops.write_event_folder(
+            record.folder,
+            images=movie.read_window(record.frames, record.crop_box) if images is None else images,
+            ground_truth=gt_crop,
+            event_db=documents[record.event_id],
+            durable=False,
+        )
+
+    in_flight: deque[Future[Path]] = deque()
+    with (
+        crops.MovieReader(movie_path) as movie,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="event-folders") as pool,
+    ):
+        try:
+            for index, record in enumerate(records, 1):
+                # negatives were checked signal-free: their ground truth is all zeros, unread
+                gt_crop = (
+                    _gt_window(gt, support, record.frames, record.crop_box)
+                    if record.positive
+                    else None
+                )
+                # a memory-mapped movie is read on the writer threads; page by page it is not
+                images = (
+                    None if movie.uses_memmap else movie.read_window(record.frames, record.crop_box)
+                )
+                in_flight.append(pool.submit(write, record, images, gt_crop))
+                while len(in_flight) > 2 * workers or (in_flight and in_flight[0].done()):
+                    in_flight.popleft().result()  # bounds memory; a failure stops the loop
+                if index % 25 == 0:
+                    say(f"wrote {index}/{len(records)} event folders")
+            for future in in_flight:
+                future.result()
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
 
 
 def _gt_window(

@@ -41,7 +41,6 @@ from deep_events_dagster.core.metadata import (
 from deep_events_dagster.core.ome import MovieInfo, read_movie_info
 
 STALE_TEMPORARY_AGE_S = 600.0
-_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NEGATIVE_CONTENT = "none"
 # decoded ground-truth tiles kept while one kind's events are extracted

@@ -36,24 +36,31 @@ events (an independent salted hash of the id below the fraction); eval events ar
 models trained on different fractions are compared on the same held-out data (as the original's
 ``subset``).
 
-**Frame interval.** ``fps`` keeps the original's naming: the frame interval in seconds, both in
-documents and in ``settings.fps``. Without ``settings.fps`` every event is used at its own rate.
-With it, an event whose interval ``dt`` gives ``k = round(fps / dt)`` with ``1 ≤ k ≤ 10`` and
-``|fps − k·dt| ≤ 0.1·fps`` is used with every ``k``-th frame in a window (``k = 1``: matching
-rate); other events are skipped (no interval, interval longer than requested, not an integer
-fraction of it, or a factor above 10), counted per reason.
+**Frame rate.** ``fps`` is frames per second, in documents and in ``settings.fps`` (the
+original's meaning since its June 2023 fix). Without ``settings.fps`` every event is used at its
+own rate. With it, as the original's ``load_folder``: ``r = event_fps / prompt_fps``; the event is
+skipped when ``prompt_fps / event_fps > 1.5`` (recorded too slowly); ``0.5 ≤ r ≤ 2`` uses every
+frame; otherwise every ``round(r)``-th frame, unless the fractional part of ``r`` is in
+(0.25, 0.75) (no step fits: skipped). Events without a frame rate are skipped when one is
+requested. Skips are counted per reason.
 
-**Windows.** From an event of ``T`` frames, step ``k`` and ``n = n_timepoints``: windows
-``images[t − (n−1)k], …, images[t − k], images[t]`` with target ``ground_truth[t]`` for every
-``t`` from ``(n−1)k`` to ``T − 1`` — never wrapping around (the original's look-ahead index
-wrapped to frame 0). ``max_n_timepoints`` caps the windows per event, evenly spaced and always
-including the first and last one. Events with fewer than ``(n−1)k + 1`` frames are skipped.
+**Windows.** From an event of ``T`` frames, step ``k`` and window length ``w``: windows
+``images[t − (w−1)k], …, images[t − k], images[t]`` with target ``ground_truth[t]`` for *every*
+``t`` from ``(w−1)k`` to ``T − 1`` — never wrapping around (the original's look-ahead index
+wrapped to frame 0). With ``w = 1`` every frame of every event is a sample, as in the original;
+frames without ground-truth signal are negative samples. ``w`` is ``max_n_timepoints`` when given
+(the longest window the set serves: a model with ``n_timepoints ≤ max_n_timepoints`` uses the
+last ``n_timepoints`` frames of each window, so such models share one set), else
+``n_timepoints``. ``max_n_timepoints`` never caps the number of samples. Events with fewer than
+``(w−1)k + 1`` frames are skipped.
 
 **Normalisation** (version :data:`NORMALISATION_VERSION`), per frame, on float32 copies (inputs
 are never modified): images — non-finite values clipped to the frame's finite range (float16
 crops of the original overflow to ``inf``), minimum subtracted, divided by the maximum when that
 is above 0.2; masks — divided by 255 when the frame's maximum is above 1 (the original's GT was
-scaled 0–254), clipped to [0, 1].
+scaled 0–254), clipped to [0, 1]; with ``smooth = σ > 0`` (the original's option) each mask frame is then blurred
+with a Gaussian of σ pixels and rescaled to its former maximum, so a peak of 1 stays 1 and a
+sample stays positive exactly when it was.
 
 **Channels.** ``T×C×H×W`` crops use channel ``channel_contrast`` (an integer index) when the
 document gives one, else channel 0.
@@ -64,9 +71,10 @@ usable events (ties: the larger area); crops of another size are skipped, never 
 **Content address.** Each event's content hash is BLAKE2b over ``images.tif``,
 ``ground_truth.tif`` and the document fields that shape its samples (frames, crop box, fps,
 channel, labels, acquisition). The folder id hashes the sorted ``(id, content hash, split,
-frame step)`` of the events used plus the parameters (``n_timepoints``, ``fps``,
-``train_val_split``, ``group_by_acquisition``, ``subset_fraction``, ``max_n_timepoints``) and the
-normalisation and layout versions. Skipped documents do not enter it, so a document without
+frame step)`` of the events used plus the parameters that shape the data (window length, ``fps``,
+``train_val_split``, ``group_by_acquisition``, ``subset_fraction``, ``smooth``; not
+``n_timepoints`` itself, so models that need fewer frames share the set) and the normalisation and
+layout versions. Skipped documents do not enter it, so a document without
 usable data does not invalidate a training set. An existing complete folder is reused as is.
 """
 
@@ -97,9 +105,7 @@ from deep_events_dagster.core.fsutil import TEMP_PREFIX
 __all__ = [
     "COMPLETE_NAME",
     "DB_PROMPT_NAME",
-    "FPS_RELATIVE_TOLERANCE",
     "MANIFEST_NAME",
-    "MAX_SUBSAMPLE_FACTOR",
     "NORMALISATION_VERSION",
     "SPLITS",
     "TrainingSetParameters",
@@ -115,15 +121,18 @@ __all__ = [
     "normalize_image_frames",
     "normalize_mask_frames",
     "read_manifest",
+    "smooth_mask_frames",
     "window_ends",
 ]
 
 NORMALISATION_VERSION = 1
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: fps in frames per second, max_n_timepoints is the window length
 FORMAT_NAME = "deep-events-training-set"
 SPLITS = ("train", "eval")
-FPS_RELATIVE_TOLERANCE = 0.1
-MAX_SUBSAMPLE_FACTOR = 10
+# the original's frame-rate rule (load_folder)
+SAME_RATE_RANGE = (0.5, 2.0)
+MAX_SLOWER_RATIO = 1.5
+UNFIT_FRACTION = (0.25, 0.75)
 IMAGE_SCALE_THRESHOLD = 0.2
 MANIFEST_NAME = "manifest.yaml"
 DB_PROMPT_NAME = "db_prompt.yaml"
@@ -148,10 +157,9 @@ SKIP_NO_ID = "no _id"
 SKIP_DUPLICATE = "duplicate _id"
 SKIP_OTHER_SPLIT = "dataset_split is neither train nor eval"
 SKIP_SUBSET = "outside subset_fraction"
-SKIP_NO_FPS = "no frame interval (fps) in the document"
-SKIP_SLOWER = "frame interval longer than the requested fps"
-SKIP_NOT_MULTIPLE = "requested fps is not an integer multiple of the frame interval"
-SKIP_FACTOR = f"frame subsampling factor above {MAX_SUBSAMPLE_FACTOR}"
+SKIP_NO_FPS = "no frame rate (fps) in the document"
+SKIP_SLOWER = "recorded more than 1.5x slower than the requested fps"
+SKIP_NOT_MULTIPLE = "event fps is not close to a whole multiple of the requested fps"
 SKIP_NO_FOLDER = "event folder not found"
 SKIP_NO_FILES = "images or ground truth file missing"
 SKIP_UNREADABLE = "unreadable TIFF"
@@ -171,9 +179,9 @@ class TrainingSetParameters:
     Attributes
     ----------
     n_timepoints
-        Frames per window (≥ 1).
+        Frames per sample of the model that asked (≥ 1).
     fps
-        Requested frame interval in seconds (the original's naming), or None for no filter.
+        Requested frame rate in frames per second, or None for no filter.
     train_val_split
         Fraction of events held out for evaluation, in [0, 1).
     group_by_acquisition
@@ -181,7 +189,9 @@ class TrainingSetParameters:
     subset_fraction
         Fraction (0, 1] of training events kept.
     max_n_timepoints
-        Most windows per event, or None for all.
+        Frames per stored window (≥ ``n_timepoints``), or None for ``n_timepoints``.
+    smooth
+        σ in pixels of the Gaussian blur of the ground truth (0: none).
     """
 
     n_timepoints: int = 1
@@ -190,6 +200,12 @@ class TrainingSetParameters:
     group_by_acquisition: bool = False
     subset_fraction: float = 1.0
     max_n_timepoints: int | None = None
+    smooth: float = 0.0
+
+    @property
+    def window(self) -> int:
+        """Frames per stored sample: ``max_n_timepoints`` when given, else ``n_timepoints``."""
+        return max(self.n_timepoints, self.max_n_timepoints or 0)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> TrainingSetParameters:
@@ -246,6 +262,19 @@ class TrainingSetParameters:
             )
         cap_raw = settings.get("max_n_timepoints")
         cap = None if cap_raw is None else integer("max_n_timepoints", cap_raw)
+        if cap is not None and cap < n_timepoints:
+            raise ConfigurationError(
+                f"training setting max_n_timepoints ({cap}) is the longest window the training "
+                f"set serves; it must be ≥ n_timepoints ({n_timepoints})"
+            )
+        smooth_raw = settings.get("smooth")
+        if smooth_raw is None or smooth_raw is False:
+            smooth_raw = 0.0
+        smooth = number("smooth", smooth_raw)
+        if smooth < 0:
+            raise ConfigurationError(
+                f"training setting smooth (σ in pixels, 0 = off) must be ≥ 0, got {smooth_raw!r}"
+            )
         return cls(
             n_timepoints=n_timepoints,
             fps=fps,
@@ -253,10 +282,11 @@ class TrainingSetParameters:
             group_by_acquisition=group,
             subset_fraction=subset,
             max_n_timepoints=cap,
+            smooth=smooth,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values, for YAML and hashing."""
+        """Plain values, for YAML."""
         return {
             "n_timepoints": self.n_timepoints,
             "fps": self.fps,
@@ -264,7 +294,15 @@ class TrainingSetParameters:
             "group_by_acquisition": self.group_by_acquisition,
             "subset_fraction": self.subset_fraction,
             "max_n_timepoints": self.max_n_timepoints,
+            "smooth": self.smooth,
+            "window": self.window,
         }
+
+    def address_dict(self) -> dict[str, Any]:
+        """The values that shape the stored data (``n_timepoints`` only through the window)."""
+        data = self.as_dict()
+        del data["n_timepoints"], data["max_n_timepoints"]
+        return data
 
 
 # -- deterministic choices -------------------------------------------------------------------
@@ -359,15 +397,12 @@ def assign_splits(
     return splits, new_splits
 
 
-def frame_step(
-    event_interval: Any,
-    requested_interval: float | None,
-    *,
-    tolerance: float = FPS_RELATIVE_TOLERANCE,
-    max_factor: int = MAX_SUBSAMPLE_FACTOR,
-) -> tuple[int | None, str | None]:
-    """Frame step for an event recorded every ``event_interval`` s when ``requested_interval``
-    is asked for.
+def frame_step(event_fps: Any, prompt_fps: float | None) -> tuple[int | None, str | None]:
+    """Frame step for an event recorded at ``event_fps`` when ``prompt_fps`` is asked for.
+
+    Both are frames per second. The original's rule: ``r = event_fps / prompt_fps``; skip when
+    ``prompt_fps / event_fps > 1.5``; every frame when ``0.5 ≤ r ≤ 2``; else every
+    ``round(r)``-th frame, skipped when the fractional part of ``r`` is in (0.25, 0.75).
 
     Returns
     -------
@@ -376,41 +411,33 @@ def frame_step(
     (None, reason)
         The event does not fit; ``reason`` is one of the skip reasons.
     """
-    if requested_interval is None:
+    if prompt_fps is None:
         return 1, None
-    if isinstance(event_interval, bool) or not isinstance(event_interval, int | float):
+    if isinstance(event_fps, bool) or not isinstance(event_fps, int | float):
         return None, SKIP_NO_FPS
-    interval = float(event_interval)
-    if not math.isfinite(interval) or interval <= 0:
+    rate = float(event_fps)
+    if not math.isfinite(rate) or rate <= 0:
         return None, SKIP_NO_FPS
-    ratio = requested_interval / interval
-    factor = round(ratio)
-    if factor < 1:
+    if prompt_fps / rate > MAX_SLOWER_RATIO:
         return None, SKIP_SLOWER
-    if abs(requested_interval - factor * interval) > tolerance * requested_interval:
-        return None, SKIP_SLOWER if ratio < 1 else SKIP_NOT_MULTIPLE
-    if factor > max_factor:
-        return None, SKIP_FACTOR
-    return int(factor), None
+    ratio = rate / prompt_fps
+    if SAME_RATE_RANGE[0] <= ratio <= SAME_RATE_RANGE[1]:
+        return 1, None
+    fraction = ratio - math.floor(ratio)
+    if UNFIT_FRACTION[0] < fraction < UNFIT_FRACTION[1]:
+        return None, SKIP_NOT_MULTIPLE
+    return max(1, round(ratio)), None
 
 
-def window_ends(
-    n_frames: int, n_timepoints: int, step: int = 1, max_windows: int | None = None
-) -> np.ndarray:
-    """Indices ``t`` of the frames whose ground truth the windows predict.
-
-    Windows are ``t − (n_timepoints − 1)·step, …, t``; ``t`` runs from
-    ``(n_timepoints − 1)·step`` to ``n_frames − 1``, thinned evenly to ``max_windows``.
-    Empty when the event is too short.
+def window_ends(n_frames: int, window: int, step: int = 1) -> np.ndarray:
+    """Indices ``t`` of the frames whose ground truth the windows predict: every frame that has
+    ``window − 1`` earlier frames at ``step`` (``t − (window − 1)·step, …, t``), from
+    ``(window − 1)·step`` to ``n_frames − 1``. Empty when the event is too short.
     """
-    first = (n_timepoints - 1) * step
+    first = (window - 1) * step
     if n_frames <= first:
         return np.zeros(0, dtype=np.int64)
-    ends = np.arange(first, n_frames, dtype=np.int64)
-    if max_windows is not None and len(ends) > max_windows:
-        picks = np.unique(np.round(np.linspace(0, len(ends) - 1, max_windows)).astype(np.int64))
-        ends = ends[picks]
-    return ends
+    return np.arange(first, n_frames, dtype=np.int64)
 
 
 # -- normalisation ---------------------------------------------------------------------------
@@ -460,6 +487,26 @@ def normalize_mask_frames(frames: np.ndarray) -> np.ndarray:
     flat /= np.where(peak > 1.0, np.float32(255.0), np.float32(1.0))
     np.clip(flat, 0.0, 1.0, out=flat)
     return flat.reshape(shape)
+
+
+def smooth_mask_frames(masks: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur each mask frame (``…×H×W``) with a Gaussian of ``sigma`` pixels, then rescale it to
+    its former maximum (a peak of 1 stays 1; an empty frame stays empty). A float32 copy;
+    ``sigma`` 0 returns the masks unchanged (as a copy).
+    """
+    out = np.array(masks, dtype=np.float32, copy=True)
+    if sigma <= 0:
+        return out
+    flat = out.reshape(-1, *out.shape[-2:])
+    for frame in flat:
+        peak = float(frame.max())
+        if peak <= 0:
+            continue
+        ndimage.gaussian_filter(frame, sigma, output=frame, mode="constant")
+        blurred = float(frame.max())
+        if blurred > 0:
+            frame *= np.float32(peak / blurred)
+    return out
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -708,7 +755,7 @@ def _write_folder(
     db_prompt: Mapping[str, Any],
     collection: str,
 ) -> dict[str, Any]:
-    n = params.n_timepoints
+    n = params.window
     totals = {s: sum(len(e.ends) for e in events if e.split == s) for s in SPLITS}
     stacks: dict[str, tuple[np.memmap, np.memmap]] = {}
     for split in SPLITS:
@@ -728,12 +775,12 @@ def _write_folder(
         )
     cursor = dict.fromkeys(SPLITS, 0)
     records = []
-    positives = 0
+    positives = dict.fromkeys(SPLITS, 0)
     offsets = np.arange(n - 1, -1, -1, dtype=np.int64)
     for event in events:
         raw_images, raw_gt = _read_event(event)
         images = normalize_image_frames(raw_images)
-        masks = normalize_mask_frames(raw_gt)
+        masks = smooth_mask_frames(normalize_mask_frames(raw_gt), params.smooth)
         del raw_images, raw_gt
         ends = np.asarray(event.ends, dtype=np.int64)
         frames = ends[:, None] - offsets[None, :] * event.step
@@ -743,7 +790,7 @@ def _write_folder(
         out_images[start:stop] = images[frames]
         out_masks[start:stop] = masks[ends]
         event_positives = int((masks[ends].reshape(len(ends), -1).max(axis=1) > 0).sum())
-        positives += event_positives
+        positives[event.split] += event_positives
         cursor[event.split] = stop
         document = event.document
         records.append(
@@ -777,8 +824,10 @@ def _write_folder(
         "eval_samples": totals["eval"],
         "train_events": sum(1 for e in events if e.split == "train"),
         "eval_events": sum(1 for e in events if e.split == "eval"),
-        "positives": positives,
-        "negatives": n_samples - positives,
+        "positives": positives["train"] + positives["eval"],
+        "negatives": n_samples - positives["train"] - positives["eval"],
+        "train_positives": positives["train"],
+        "eval_positives": positives["eval"],
         "by_acquisition": dict(sorted(Counter(group_key(e.document) for e in events).items())),
         "by_label": dict(sorted(Counter(_label(e.document) for e in events).items())),
         "skipped": dict(sorted(Counter(reason for _, reason in skipped_events).items())),
@@ -793,7 +842,7 @@ def _write_folder(
             "images": "per frame: non-finite clipped, min subtracted, divided by max when > 0.2",
             "masks": "per frame: divided by 255 when max > 1, clipped to [0, 1]",
         },
-        "shape": {"n_timepoints": params.n_timepoints, "height": height, "width": width},
+        "shape": {"n_timepoints": params.window, "height": height, "width": width},
         "files": {f"{s}_{kind}": f"{s}_{kind}.npy" for s in SPLITS for kind in ("images", "masks")},
         "counts": counts,
         "collection": collection,
@@ -891,7 +940,7 @@ def build_training_set(
                 _series_shape(images_path), _series_shape(gt_path)
             )
             channel = _channel(document, images_shape)
-            ends = window_ends(gt_shape[0], params.n_timepoints, step, params.max_n_timepoints)
+            ends = window_ends(gt_shape[0], params.window, step)
             if len(ends) == 0:
                 raise _Skip(SKIP_TOO_SHORT)
         except _Skip as skip:
@@ -938,7 +987,7 @@ def build_training_set(
             "format": FORMAT_NAME,
             "version": LAYOUT_VERSION,
             "normalisation": NORMALISATION_VERSION,
-            "parameters": params.as_dict(),
+            "parameters": params.address_dict(),
             "events": sorted([e.id, hashes[e.id], e.split, e.step] for e in events),
         },
         sort_keys=True,

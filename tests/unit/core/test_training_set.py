@@ -16,7 +16,6 @@ from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.fsutil import TEMP_PREFIX
 from deep_events_dagster.core.training_set import (
     COMPLETE_NAME,
-    SKIP_FACTOR,
     SKIP_NO_FOLDER,
     SKIP_NO_FPS,
     SKIP_NOT_MULTIPLE,
@@ -36,6 +35,7 @@ from deep_events_dagster.core.training_set import (
     normalize_image_frames,
     normalize_mask_frames,
     read_manifest,
+    smooth_mask_frames,
     window_ends,
 )
 
@@ -214,34 +214,47 @@ def test_subset_is_deterministic_and_nested():
 @pytest.mark.parametrize(
     ("event", "requested", "expected"),
     [
-        (5.0, None, (1, None)),
+        (5.0, None, (1, None)),  # no request: every event at its own rate
         (None, None, (1, None)),
         (1.0, 1.0, (1, None)),
-        (1.0, 1.05, (1, None)),  # within 10 %
-        (1.0, 2.0, (2, None)),  # every 2nd frame
-        (0.5, 1.02, (2, None)),
-        (1.0, 10.0, (10, None)),
-        (1.0, 20.0, (None, SKIP_FACTOR)),
-        (2.0, 1.0, (None, SKIP_SLOWER)),
-        (1.3, 1.0, (None, SKIP_SLOWER)),
-        (1.0, 1.5, (None, SKIP_NOT_MULTIPLE)),
+        (2.0, 1.0, (1, None)),  # r = 2: still every frame
+        (0.7, 1.0, (1, None)),  # r = 0.7 ≥ 0.5 and 1/0.7 ≤ 1.5
+        (3.0, 1.0, (3, None)),  # every 3rd frame
+        (4.2, 1.0, (4, None)),  # frac 0.2: round
+        (4.8, 1.0, (5, None)),  # frac 0.8: round
+        (2.5, 1.0, (None, SKIP_NOT_MULTIPLE)),  # frac 0.5
+        (3.3, 1.0, (None, SKIP_NOT_MULTIPLE)),  # frac 0.3
+        (20.0, 1.0, (20, None)),  # no cap on the step
+        (0.6, 1.0, (None, SKIP_SLOWER)),  # prompt / event = 1.67 > 1.5
+        (0.2, 1.0, (None, SKIP_SLOWER)),  # the legacy events at 5 s per frame
+        (1.0, 1.5, (1, None)),  # exactly 1.5: kept
         (None, 1.0, (None, SKIP_NO_FPS)),
         ("5", 1.0, (None, SKIP_NO_FPS)),
         (0.0, 1.0, (None, SKIP_NO_FPS)),
+        (float("nan"), 1.0, (None, SKIP_NO_FPS)),
     ],
 )
-def test_frame_step(event, requested, expected):
+def test_frame_step_follows_the_originals_rule(event, requested, expected):
     assert frame_step(event, requested) == expected
 
 
-def test_window_ends():
+def test_window_ends_take_every_frame_that_has_its_history():
     assert window_ends(5, 1).tolist() == [0, 1, 2, 3, 4]
     assert window_ends(5, 3).tolist() == [2, 3, 4]
     assert window_ends(7, 3, step=2).tolist() == [4, 5, 6]
     assert window_ends(2, 3).tolist() == []
-    assert window_ends(10, 1, max_windows=2).tolist() == [0, 9]
-    assert window_ends(10, 1, max_windows=4).tolist() == [0, 3, 6, 9]
-    assert window_ends(3, 1, max_windows=5).tolist() == [0, 1, 2]
+
+
+def test_smoothing_keeps_peaks_and_empty_frames():
+    masks = np.zeros((2, 21, 21), dtype=np.float32)
+    masks[0, 10, 10] = 1.0
+    snapshot = masks.copy()
+    out = smooth_mask_frames(masks, 2.0)
+    np.testing.assert_array_equal(masks, snapshot)  # input untouched
+    assert out[0].max() == pytest.approx(1.0) and out[0, 10, 10] == pytest.approx(1.0)
+    assert out[0, 10, 12] == pytest.approx(np.exp(-4 / 8), rel=1e-3)  # a Gaussian of σ 2
+    assert not out[1].any()
+    np.testing.assert_array_equal(smooth_mask_frames(masks, 0), masks)
 
 
 # -- normalisation ---------------------------------------------------------------------------
@@ -302,6 +315,9 @@ def test_parameters_are_validated():
         {"subset_fraction": 0},
         {"group_by_acquisition": "yes"},
         {"max_n_timepoints": True},
+        {"n_timepoints": 3, "max_n_timepoints": 2},
+        {"smooth": -1},
+        {"smooth": "yes"},
     ):
         with pytest.raises(ConfigurationError):
             TrainingSetParameters.from_settings(bad)
@@ -381,35 +397,77 @@ def test_windows_n3_exact_and_short_events_skipped(tmp_path):
 def test_fps_subsampling_and_fps_skips(tmp_path):
     root = tmp_path / "events"
     docs = [
-        _event(root, 1, 9, fps=1.0),  # every 2nd frame
-        _event(root, 2, 6, fps=2.0),  # matches
-        _event(root, 3, 6, fps=4.0),  # too slow
-        _event(root, 4, 6, fps=0.8),  # 2.5 frames: no integer step
+        _event(root, 1, 9, fps=3.0),  # r = 3: every 3rd frame
+        _event(root, 2, 6, fps=1.0),  # matches
+        _event(root, 3, 6, fps=0.25),  # too slow
+        _event(root, 4, 6, fps=2.5),  # r = 2.5: no whole step
         _event(root, 5, 6, fps=None),
     ]
-    result = _build(docs, tmp_path / "sets", n_timepoints=2, fps=2.0)
+    result = _build(docs, tmp_path / "sets", n_timepoints=2, fps=1.0)
     assert result.skipped == {SKIP_SLOWER: 1, SKIP_NOT_MULTIPLE: 1, SKIP_NO_FPS: 1}
     manifest = read_manifest(result.path)
     steps = {r["_id"]: r["frame_step"] for r in manifest["events"]}
-    assert steps == {docs[0]["_id"]: 2, docs[1]["_id"]: 1}
+    assert steps == {docs[0]["_id"]: 3, docs[1]["_id"]: 1}
     stacks = _stacks(result.path)
     for record in manifest["events"]:
         images, _ = stacks[record["split"]]
         step = record["frame_step"]
         start = record["first_sample"]
-        # first window of the 1 s event: frames 0 and 2 → target frame 2
+        # first window of the 3 fps event: frames 0 and 3 → target frame 3
         assert [_decode(images[start, i])[1] for i in range(2)] == [0, step]
-    assert _check_samples(result.path, 2) == {docs[0]["_id"]: 7, docs[1]["_id"]: 5}
+    assert _check_samples(result.path, 2) == {docs[0]["_id"]: 6, docs[1]["_id"]: 5}
     n_samples = {r["_id"]: r["n_samples"] for r in manifest["events"]}
-    assert n_samples == {docs[0]["_id"]: 9 - 2, docs[1]["_id"]: 6 - 1}
+    assert n_samples == {docs[0]["_id"]: 9 - 3, docs[1]["_id"]: 6 - 1}
+    assert manifest["counts"]["skipped"] == result.skipped
 
 
-def test_max_n_timepoints_caps_windows_evenly(tmp_path):
-    docs = [_event(tmp_path / "events", 1, 10)]
-    result = _build(docs, tmp_path / "sets", n_timepoints=1, max_n_timepoints=4)
-    images, masks = _stacks(result.path)[result.new_splits[docs[0]["_id"]]]
-    assert [_decode(images[i, 0])[1] for i in range(len(images))] == [0, 3, 6, 9]
-    np.testing.assert_allclose(masks[:, MARK[0], MARK[1]], [0.1, 0.4, 0.7, 1.0])
+def test_max_n_timepoints_one_keeps_every_frame(tmp_path):
+    """The original's settings say max_n_timepoints: 1 — every frame is still a sample."""
+    docs = [_event(tmp_path / "events", 1, 10), _event(tmp_path / "events", 2, 7)]
+    result = _build(docs, tmp_path / "sets", n_timepoints=1, max_n_timepoints=1)
+    assert result.n_train + result.n_eval == 17
+    assert _check_samples(result.path, 1) == {docs[0]["_id"]: 10, docs[1]["_id"]: 7}
+
+
+def test_max_n_timepoints_is_the_stored_window_and_shared(tmp_path):
+    docs = [_event(tmp_path / "events", 1, 10), _event(tmp_path / "events", 2, 6)]
+    wide = _build(docs, tmp_path / "sets", n_timepoints=1, max_n_timepoints=3)
+    # every window of 3 frames that fits: 8 + 4 samples, 3 frames each, oldest first
+    assert wide.n_train + wide.n_eval == 12
+    assert _check_samples(wide.path, 3) == {docs[0]["_id"]: 8, docs[1]["_id"]: 4}
+    # a model of 3 frames with the same maximum uses the same set
+    same = _build(docs, tmp_path / "sets", n_timepoints=3, max_n_timepoints=3)
+    assert same.id == wide.id and same.reused
+    assert _build(docs, tmp_path / "sets", n_timepoints=3).id == wide.id
+    assert _build(docs, tmp_path / "sets", n_timepoints=1).id != wide.id
+
+
+def test_frames_without_signal_are_negative_samples(tmp_path):
+    gt = _ground_truth(6)
+    gt[[0, 4, 5]] = 0.0  # signal only in frames 1–3, as an event with pre and post frames
+    docs = [_event(tmp_path / "events", 1, 6, ground_truth=gt)]
+    docs.append(_event(tmp_path / "events", 2, 4, positive=False))
+    result = _build(docs, tmp_path / "sets", n_timepoints=1)
+    assert (result.positives, result.negatives) == (3, 7)
+    manifest = read_manifest(result.path)
+    counts = manifest["counts"]
+    assert counts["train_positives"] + counts["eval_positives"] == 3
+    by_id = {r["_id"]: r["positive_samples"] for r in manifest["events"]}
+    assert by_id == {docs[0]["_id"]: 3, docs[1]["_id"]: 0}
+
+
+def test_smooth_blurs_the_stored_ground_truth(tmp_path):
+    gt = np.zeros((3, SIZE, SIZE), dtype=np.float32)
+    gt[:, 16, 16] = 1.0
+    docs = [_event(tmp_path / "events", 1, 3, ground_truth=gt)]
+    plain = _build(docs, tmp_path / "sets", n_timepoints=1)
+    smooth = _build(docs, tmp_path / "sets", n_timepoints=1, smooth=1.5)
+    assert smooth.id != plain.id
+    split = smooth.new_splits[docs[0]["_id"]]
+    masks = _stacks(smooth.path)[split][1]
+    assert masks[:, 16, 16] == pytest.approx([1.0, 1.0, 1.0])
+    assert np.count_nonzero(masks[0]) > 20  # blurred
+    assert np.count_nonzero(_stacks(plain.path)[split][1][0]) == 1
 
 
 def test_size_mismatch_missing_folder_and_other_splits_are_skipped(tmp_path):
@@ -596,7 +654,7 @@ def test_legacy_events_build(tmp_path, n_timepoints, expected):
     if len(docs) != 5:
         pytest.skip(f"expected the 5 legacy events in {folder}, found {len(docs)}")
     result = _build(
-        docs, tmp_path / "sets", n_timepoints=n_timepoints, fps=5.0, group_by_acquisition=True
+        docs, tmp_path / "sets", n_timepoints=n_timepoints, group_by_acquisition=True
     )
     assert result.skipped == {}
     assert result.n_train + result.n_eval == expected

@@ -17,6 +17,14 @@ nowhere. :func:`import_legacy_events` rebuilds the collection from the folders t
 * ``label_file`` names the ground-truth file that exists (the original wrote
   ``ground_truth.tiff`` in the document but ``ground_truth.tif`` on disk); a differing old value
   is kept in ``original_label_file``;
+* ``fps`` is made frames per second: folders written before the original's June 2023 fix hold
+  the frame *interval* in seconds under ``fps`` (``fps: 5.0`` for an OME TimeIncrement of
+  5000 ms). When the document's ``ome`` mapping gives the interval (``time_increment`` with
+  its ``time_increment_unit``, seconds when absent), ``frame_interval_s`` is set to it and
+  ``fps`` to its reciprocal; an ``fps`` that differed is kept in ``fps_as_written`` and the
+  document counts as corrected (:attr:`LegacyImportReport.fps_corrected`). Without time
+  information the file's ``fps`` is kept as is (it cannot be told which meaning it has); a
+  document that already has ``frame_interval_s`` was written after the fix and is left alone;
 * documents are upserted by ``_id`` (:meth:`EventCatalog.upsert_documents`): re-importing gives
   the same documents (counted as updated) and nothing else in the collection is touched.
 
@@ -28,6 +36,7 @@ the folder; the other folders are still imported.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -38,10 +47,12 @@ from typing import Any
 import yaml
 
 from deep_events_dagster.catalog.catalog import EventCatalog
+from deep_events_dagster.core.ome import frame_interval_seconds, frames_per_second
 
 __all__ = [
     "IMPORTED_FROM",
     "LegacyImportReport",
+    "correct_frame_rate",
     "find_event_folders",
     "import_legacy_events",
     "import_legacy_folders",
@@ -53,6 +64,9 @@ IMPORTED_FROM = "legacy"
 EVENT_DB = "event_db.yaml"
 IMAGES = "images.tif"
 GROUND_TRUTH_CANDIDATES = ("ground_truth.tif", "ground_truth.tiff")
+FPS = "fps"
+FRAME_INTERVAL = "frame_interval_s"
+FPS_AS_WRITTEN = "fps_as_written"
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
 # a top-level ``_id:`` line, quoted or not (used when YAML turned an all-digit id into an int)
 _RAW_ID = re.compile(r"""^_id:[ \t]*(['"]?)([0-9a-fA-F]{24})\1[ \t]*(?:#.*)?$""", re.MULTILINE)
@@ -74,6 +88,9 @@ class LegacyImportReport:
         One line per folder that was not imported: ``"<folder>: <problem>"``.
     ids
         The imported documents' ids, in folder order.
+    fps_corrected
+        Imported documents whose ``fps`` was the frame interval and was replaced by frames
+        per second derived from their ``ome.time_increment`` (old value in ``fps_as_written``).
     documents
         The imported documents as written (same order as ``ids``).
     """
@@ -83,6 +100,7 @@ class LegacyImportReport:
     updated: int
     problems: tuple[str, ...]
     ids: tuple[str, ...]
+    fps_corrected: int = 0
     documents: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
 
@@ -193,6 +211,47 @@ def _existing_file(folder: Path, names: Iterable[str | None]) -> Path | None:
     return None
 
 
+def _same_rate(written: Any, fps: float) -> bool:
+    if isinstance(written, bool) or not isinstance(written, int | float):
+        return False
+    return math.isclose(float(written), fps, rel_tol=1e-6)
+
+
+def correct_frame_rate(document: dict[str, Any]) -> bool:
+    """Make a legacy document's ``fps`` frames per second, from its ``ome`` time information.
+
+    Sets ``frame_interval_s`` (seconds, from ``ome.time_increment`` and its unit, or the
+    planes' DeltaT when present) and ``fps = 1 / frame_interval_s``; an ``fps`` that differed
+    is kept in ``fps_as_written`` (an existing ``fps_as_written`` is never overwritten). A
+    document without usable time information, or that already has ``frame_interval_s``
+    (written after the fix), is not changed.
+
+    Parameters
+    ----------
+    document
+        The event document, modified in place.
+
+    Returns
+    -------
+    bool
+        True when ``fps`` held a different value (the interval) and was corrected.
+    """
+    if FRAME_INTERVAL in document:
+        return False
+    ome = document.get("ome")
+    interval = frame_interval_seconds(ome) if isinstance(ome, Mapping) else None
+    fps = frames_per_second(interval)
+    if interval is None or fps is None:
+        return False
+    written = document.get(FPS)  # absent or null: filled in, not a correction
+    corrected = written is not None and not _same_rate(written, fps)
+    if corrected:
+        document.setdefault(FPS_AS_WRITTEN, written)
+    document[FPS] = fps
+    document[FRAME_INTERVAL] = interval
+    return corrected
+
+
 def legacy_document(folder: str | Path) -> dict[str, Any]:
     """The catalog document of one original event folder (see the module docstring).
 
@@ -201,6 +260,11 @@ def legacy_document(folder: str | Path) -> dict[str, Any]:
     ValueError
         The folder cannot be imported; the message says why (without the folder's name).
     """
+    return _legacy_document(folder)[0]
+
+
+def _legacy_document(folder: str | Path) -> tuple[dict[str, Any], bool]:
+    """The document and whether its ``fps`` was corrected."""
     folder = Path(folder).resolve()
     data, text = _load_event_db(folder)
     images = folder / IMAGES
@@ -222,8 +286,9 @@ def legacy_document(folder: str | Path) -> dict[str, Any]:
         if "label_file" in data and "original_label_file" not in document:
             document["original_label_file"] = data["label_file"]
         document["label_file"] = label.name
+    corrected = correct_frame_rate(document)
     document["imported_from"] = IMPORTED_FROM
-    return document
+    return document, corrected
 
 
 def import_legacy_folders(
@@ -238,9 +303,10 @@ def import_legacy_folders(
     event_folders, problems = find_event_folders(folders)
     documents: list[dict[str, Any]] = []
     owner: dict[str, Path] = {}
+    corrected = 0
     for folder in event_folders:
         try:
-            document = legacy_document(folder)
+            document, fps_corrected = _legacy_document(folder)
         except _FolderProblem as exc:
             problems.append(f"{folder}: {exc}")
             continue
@@ -250,6 +316,7 @@ def import_legacy_folders(
             continue
         owner[document["_id"]] = folder
         documents.append(document)
+        corrected += fps_corrected
     result = catalog.upsert_documents(collection, documents)
     return LegacyImportReport(
         imported=len(documents),
@@ -257,6 +324,7 @@ def import_legacy_folders(
         updated=result.replaced,
         problems=tuple(problems),
         ids=tuple(d["_id"] for d in documents),
+        fps_corrected=corrected,
         documents=tuple(documents),
     )
 

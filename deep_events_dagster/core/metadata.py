@@ -14,7 +14,7 @@ import yaml
 
 from deep_events_dagster.core.errors import MetadataError
 from deep_events_dagster.core.fsutil import atomic_write_text
-from deep_events_dagster.core.ome import MovieInfo, ome_for_db
+from deep_events_dagster.core.ome import MovieInfo, frames_per_second, ome_for_db
 
 DB_FILE = "db.yaml"
 MANUAL_FILE = "db_manual.yaml"
@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
     "scale_csv": True,
     "type": "original",
 }
+FPS = "fps"
+"""Frame rate in frames per second (the original's key since its June 2023 fix)."""
+FRAME_INTERVAL = "frame_interval_s"
+"""Frame interval in seconds, ``1 / fps``."""
 _TOKEN_SPLIT = re.compile(r"[_\-.\s]+")
 _DATE = re.compile(r"^(?:19|20)?\d{6}$")
 
@@ -152,10 +156,16 @@ def build_metadata(
 ) -> dict[str, Any]:
     """Assemble an acquisition's ``db.yaml`` contents.
 
-    Order of precedence (later wins): OME fields and ``fps``; folder-name inference over
-    the root and every folder below it down to the acquisition; ``db_manual.yaml`` files
-    from the root down (nearer wins); then defaults fill what is still missing; then the
-    provenance fields ``original_path``, ``original_folder`` and ``original_file``.
+    Order of precedence (later wins): OME fields, ``fps`` (frames per second) and
+    ``frame_interval_s`` (seconds); folder-name inference over the root and every folder
+    below it down to the acquisition; ``db_manual.yaml`` files from the root down (nearer
+    wins); then defaults fill what is still missing; then the provenance fields
+    ``original_path``, ``original_folder`` and ``original_file``.
+
+    ``fps`` and ``frame_interval_s`` stay each other's reciprocal: when a ``db_manual.yaml``
+    sets only one of them (or sets it nearer than the other), the other is derived from it;
+    a file setting both is taken as written. Without time information in the OME-XML nor
+    in a ``db_manual.yaml`` neither key is written.
 
     Parameters
     ----------
@@ -170,18 +180,36 @@ def build_metadata(
     """
     folder, root = Path(os.path.abspath(folder)), Path(os.path.abspath(root))
     meta: dict[str, Any] = {"ome": ome_for_db(movie.ome)}
-    if movie.fps is not None:
-        meta["fps"] = movie.fps
+    if movie.frame_interval_s is not None:
+        meta[FPS] = movie.fps
+        meta[FRAME_INTERVAL] = movie.frame_interval_s
     relative = folder.relative_to(root).parts if root in (folder, *folder.parents) else ()
     meta.update(infer_from_folders([root.name, *relative], vocabulary))
-    for manual in manual_files(folder, root):
-        meta.update(load_manual(manual))
+    set_at: dict[str, int] = {}
+    for depth, manual in enumerate(manual_files(folder, root)):
+        layer = load_manual(manual)
+        meta.update(layer)
+        set_at.update({key: depth for key in (FPS, FRAME_INTERVAL) if key in layer})
+    _reconcile_rate(meta, set_at)
     for key, value in DEFAULTS.items():
         meta.setdefault(key, value)
     meta["original_path"] = folder.as_posix()
     meta["original_folder"] = folder.name
     meta["original_file"] = movie.path.name
     return meta
+
+
+def _reconcile_rate(meta: dict[str, Any], set_at: Mapping[str, int]) -> None:
+    """Derive ``fps``/``frame_interval_s`` from the one a ``db_manual.yaml`` set last."""
+    fps_at, interval_at = set_at.get(FPS, -1), set_at.get(FRAME_INTERVAL, -1)
+    if fps_at == interval_at:  # neither set manually, or both by the same file
+        return
+    source, target = (FPS, FRAME_INTERVAL) if fps_at > interval_at else (FRAME_INTERVAL, FPS)
+    derived = frames_per_second(meta.get(source))  # x ↦ 1/x, both ways
+    if derived is None:
+        meta.pop(target, None)
+    else:
+        meta[target] = derived
 
 
 def write_db_yaml(folder: str | Path, metadata: Mapping[str, Any]) -> Path:

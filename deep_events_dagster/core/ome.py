@@ -1,10 +1,12 @@
-"""Read OME-TIFF movies: OME-XML to snake_case metadata, frame interval, shape checks."""
+"""Read OME-TIFF movies: OME-XML to snake_case metadata, frame rate, shape checks."""
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,21 +17,28 @@ from deep_events_dagster.core.errors import MovieError
 
 _TIME_UNITS_IN_SECONDS = {
     "s": 1.0,
+    "sec": 1.0,
     "ms": 1e-3,
-    "µs": 1e-6,
+    "\u00b5s": 1e-6,  # micro sign
+    "\u03bcs": 1e-6,  # Greek mu
     "us": 1e-6,
     "ns": 1e-9,
+    "ps": 1e-12,
     "min": 60.0,
     "h": 3600.0,
+    "d": 86400.0,
 }
+SIGNIFICANT_DIGITS = 9
+"""Frame intervals and rates are rounded to this many significant digits (tidy YAML, never 0)."""
 
 
 @dataclass(frozen=True)
 class MovieInfo:
     """What the platform needs to know about one movie.
 
-    ``fps`` follows the original project's convention: despite its name it is the frame
-    interval in seconds (an OME TimeIncrement of 5000 ms gives ``fps: 5.0``).
+    ``frame_interval_s`` is the time between frames in seconds and :attr:`fps` the frame
+    rate in frames per second (an OME TimeIncrement of 5000 ms gives ``frame_interval_s: 5.0``
+    and ``fps: 0.2``); both are ``None`` when the OME-XML holds no time information.
     """
 
     path: Path
@@ -42,8 +51,13 @@ class MovieInfo:
     width: int
     physical_size_x: float | None
     physical_size_y: float | None
-    fps: float | None
+    frame_interval_s: float | None
     ome: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second, ``1 / frame_interval_s`` (``None`` without time information)."""
+        return frames_per_second(self.frame_interval_s)
 
 
 def snake_case(name: str) -> str:
@@ -131,28 +145,95 @@ def parse_ome_xml(xml: str, *, source: str | Path = "<ome-xml>") -> dict[str, An
     return ome
 
 
-def _seconds(value: float, unit: str | None) -> float:
-    return float(value) * _TIME_UNITS_IN_SECONDS.get((unit or "s").strip(), 1.0)
+def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """``value`` rounded to ``digits`` significant digits (a non-zero value stays non-zero)."""
+    return float(f"{float(value):.{digits}g}")
 
 
-def frame_interval_seconds(ome: dict[str, Any]) -> float | None:
-    """Frame interval from plane DeltaT (mean step over time), else TimeIncrement.
+def seconds(value: Any, unit: Any = None) -> float | None:
+    """A time in seconds from an OME value and its unit (OME's default unit is seconds).
 
-    Returns ``None`` when neither is present or the movie has a single frame.
+    Returns ``None`` when the value is not a finite number or the unit is unknown.
     """
-    planes = [
-        p
-        for p in ome.get("planes", [])
-        if "delta_t" in p and int(p.get("the_c", 0)) == 0 and int(p.get("the_z", 0)) == 0
-    ]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    unit_text = "s" if unit is None or str(unit).strip() == "" else str(unit).strip()
+    factor = _TIME_UNITS_IN_SECONDS.get(unit_text)
+    return None if factor is None else number * factor
+
+
+def frames_per_second(interval_s: float | None) -> float | None:
+    """The frame rate ``1 / interval_s`` in frames per second, to 9 significant digits.
+
+    Parameters
+    ----------
+    interval_s
+        Frame interval in seconds.
+
+    Returns
+    -------
+    float or None
+        ``None`` when ``interval_s`` is ``None`` or not a positive finite number.
+    """
+    if interval_s is None:
+        return None
+    try:
+        interval = float(interval_s)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(interval) or interval <= 0:
+        return None
+    return round_significant(1.0 / interval)
+
+
+def frame_interval_seconds(ome: Mapping[str, Any]) -> float | None:
+    """Frame interval in seconds from plane DeltaT (mean step over time), else TimeIncrement.
+
+    Units are honoured (``delta_t_unit``, ``time_increment_unit``; seconds when absent). The
+    result is rounded to 9 significant digits, so even sub-millisecond intervals stay exact
+    enough and never round to zero.
+
+    Parameters
+    ----------
+    ome
+        The ``ome:`` mapping of :func:`parse_ome_xml` (or of a ``db.yaml``/``event_db.yaml``,
+        which has no ``planes``).
+
+    Returns
+    -------
+    float or None
+        ``None`` when neither is present (or usable) or the movie has a single frame.
+    """
+    planes = []
+    raw_planes = ome.get("planes", [])
+    if isinstance(raw_planes, Mapping):
+        raw_planes = [raw_planes]
+    for p in raw_planes if isinstance(raw_planes, list) else []:
+        if not isinstance(p, Mapping) or "delta_t" not in p:
+            continue
+        try:
+            if int(p.get("the_c", 0)) == 0 and int(p.get("the_z", 0)) == 0:
+                planes.append(p)
+        except (TypeError, ValueError):
+            continue
     if len(planes) >= 2:
-        planes.sort(key=lambda p: int(p.get("the_t", 0)))
-        times = [_seconds(p["delta_t"], p.get("delta_t_unit")) for p in planes]
-        steps = int(planes[-1].get("the_t", 0)) - int(planes[0].get("the_t", 0))
-        if steps > 0 and times[-1] > times[0]:
-            return round((times[-1] - times[0]) / steps, 9)
-    if "time_increment" in ome and float(ome["time_increment"]) > 0:
-        return round(_seconds(ome["time_increment"], ome.get("time_increment_unit")), 9)
+        try:
+            planes.sort(key=lambda p: int(p.get("the_t", 0)))
+            steps = int(planes[-1].get("the_t", 0)) - int(planes[0].get("the_t", 0))
+        except (TypeError, ValueError):
+            steps = 0
+        first = seconds(planes[0]["delta_t"], planes[0].get("delta_t_unit"))
+        last = seconds(planes[-1]["delta_t"], planes[-1].get("delta_t_unit"))
+        if steps > 0 and first is not None and last is not None and last > first:
+            return round_significant((last - first) / steps)
+    if "time_increment" in ome:
+        interval = seconds(ome["time_increment"], ome.get("time_increment_unit"))
+        if interval is not None and interval > 0:
+            return round_significant(interval)
     return None
 
 
@@ -224,7 +305,7 @@ def read_movie_info(path: str | Path, *, verify_pages: bool = True) -> MovieInfo
         width=width,
         physical_size_x=_float_or_none(ome.get("physical_size_x")),
         physical_size_y=_float_or_none(ome.get("physical_size_y")),
-        fps=frame_interval_seconds(ome),
+        frame_interval_s=frame_interval_seconds(ome),
         ome=ome,
     )
 

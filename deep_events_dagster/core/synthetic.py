@@ -139,7 +139,8 @@ class SyntheticAcquisition:
     physical_size_x, physical_size_y
         µm per pixel.
     time_increment_s
-        Frame interval in seconds (what ``db.yaml`` calls ``fps``).
+        Frame interval in seconds (``db.yaml``'s ``frame_interval_s``; its ``fps`` is the
+        reciprocal, in frames per second).
     events
         Every event, all kinds together.
     csv_files
@@ -150,7 +151,8 @@ class SyntheticAcquisition:
     expected_metadata
         What ``db.yaml`` must contain for this acquisition: ``date``, ``cell_line``,
         ``microscope``, ``contrast``, ``stain``, ``labels`` (lists of canonical names), the
-        merged ``db_manual.yaml`` fields, ``scale_csv``, ``fps`` and an ``ome`` sub-dict with
+        merged ``db_manual.yaml`` fields, ``scale_csv``, ``fps`` (frames per second,
+        ``1 / time_increment_s``), ``frame_interval_s`` (seconds) and an ``ome`` sub-dict with
         ``size_x, size_y, size_t, size_c, physical_size_x, physical_size_y``.
     channel_names
         OME channel names.
@@ -1573,7 +1575,8 @@ def generate_tree(
         }
         expected.update(merged)
         expected["scale_csv"] = scale_csv
-        expected["fps"] = float(dt_s)
+        expected["fps"] = 1.0 / dt_s  # frames per second
+        expected["frame_interval_s"] = float(dt_s)
         shape = model.shape
         expected["ome"] = {
             "size_x": width,

@@ -141,7 +141,8 @@ def raw_movie(
             "channels": info.n_channels,
             "size_mb": round(step.fingerprint.size / 1e6, 2),
             "pixel_size_um": info.physical_size_x or 0.0,
-            "frame_interval_s": info.fps or 0.0,
+            "frame_interval_s": info.frame_interval_s or 0.0,
+            "fps": info.fps or 0.0,
             "fingerprint": step.fingerprint.digest,
         },
     )
@@ -151,7 +152,8 @@ def raw_movie(
     partitions_def=acquisitions_partitions,
     group_name=INGESTION_GROUP,
     deps=[raw_movie],
-    code_version="1",
+    # 2: fps in frames per second (was the interval in s), plus frame_interval_s
+    code_version="2",
     kinds={"yaml"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -170,14 +172,24 @@ def raw_movie(
 def acquisition_metadata(
     context: dg.AssetExecutionContext, ingestion: IngestionResource
 ) -> dg.MaterializeResult:
-    """``db.yaml`` of the acquisition: OME fields, frame interval, date / cell line /
-    microscope / contrast / stain / labels inferred from folder names (keys.yaml), every
-    ``db_manual.yaml`` from the root down (nearer wins), then defaults."""
+    """``db.yaml`` of the acquisition: OME fields, ``fps`` (frames per second) and
+    ``frame_interval_s`` (seconds), date / cell line / microscope / contrast / stain / labels
+    inferred from folder names (keys.yaml), every ``db_manual.yaml`` from the root down
+    (nearer wins), then defaults."""
     ref = ingestion.acquisition(context.partition_key)
     metadata, path = _user_errors_as_failures(
         lambda: ingest.make_metadata(ref, ingestion.layout(), ingestion.vocabulary())
     )
-    shown = ["date", "cell_line", "microscope", "contrast", "stain", "labels", "fps"]
+    shown = [
+        "date",
+        "cell_line",
+        "microscope",
+        "contrast",
+        "stain",
+        "labels",
+        "fps",
+        "frame_interval_s",
+    ]
     rows = "\n".join(f"| {key} | {metadata.get(key, '—')} |" for key in shown)
     completeness = checks.metadata_complete(metadata)
     complete = _check(
@@ -322,7 +334,8 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
         partitions_def=acquisitions_partitions,
         group_name=INGESTION_GROUP,
         deps=[ground_truth],
-        code_version="1",
+        # 2: event_db.yaml copies db.yaml's new fps (frames per second) and frame_interval_s
+        code_version="2",
         kinds={"tiff"},
         description=(
             "Events detected in the ground truth (local maxima linked over frames), cropped "
@@ -414,7 +427,8 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
         partitions_def=acquisitions_partitions,
         group_name=INGESTION_GROUP,
         deps=[event_crops],
-        code_version="1",
+        # 2: documents carry fps in frames per second and frame_interval_s
+        code_version="2",
         kinds={"mongodb"},
         description=(
             f"The acquisition's events in the catalog collection `event_data_{kind}`: upserted "

@@ -128,9 +128,12 @@ def legacy_events(
     ``<home>/deep_events.yaml`` (a folder or a list; relative ones under the home); each is
     searched recursively. Documents keep their ``_id`` and fields; ``event_path`` becomes the
     folder's current path (the old one is kept in ``original_event_path``) and
-    ``imported_from`` is ``legacy``. Re-running updates the same documents and leaves the rest
-    of the collection alone. Folders that cannot be imported are listed in the metadata and
-    fail the ``all_folders_imported`` check; the others are still imported."""
+    ``imported_from`` is ``legacy``. Folders written before the original's June 2023 fix hold
+    the frame interval under ``fps``: when ``ome.time_increment`` gives it, ``fps`` becomes
+    frames per second and ``frame_interval_s`` the interval, the old value is kept in
+    ``fps_as_written`` and ``fps_corrected`` counts them. Re-running updates the same documents
+    and leaves the rest of the collection alone. Folders that cannot be imported are listed in
+    the metadata and fail the ``all_folders_imported`` check; the others are still imported."""
     folders = list(config.folders) or configured_legacy_folders(catalog.home)
     if not folders:
         raise dg.Failure(
@@ -150,7 +153,8 @@ def legacy_events(
         context.log.warning(f"not imported: {problem}")
     context.log.info(
         f"{report.imported} event folders imported into {config.collection} "
-        f"({report.inserted} new, {report.updated} updated), {len(report.problems)} failed"
+        f"({report.inserted} new, {report.updated} updated), {len(report.problems)} failed; "
+        f"fps corrected to frames per second in {report.fps_corrected}"
     )
     return dg.MaterializeResult(
         metadata={
@@ -160,6 +164,7 @@ def legacy_events(
             "imported": dg.MetadataValue.int(report.imported),
             "inserted": dg.MetadataValue.int(report.inserted),
             "updated": dg.MetadataValue.int(report.updated),
+            "fps_corrected": dg.MetadataValue.int(report.fps_corrected),
             "failed": dg.MetadataValue.int(len(report.problems)),
             "problems": dg.MetadataValue.md(problems_markdown(report.problems)),
             "events": dg.MetadataValue.md(events_table(report)),

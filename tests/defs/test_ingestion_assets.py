@@ -1,5 +1,7 @@
 """Dagster assets, materialised per acquisition partition."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 import yaml
@@ -79,6 +81,14 @@ def test_materialize_partition_writes_files_catalog_and_metadata(setup):
         assert catalog.count("event_data_points", {"acquisition_key": other}) == 0
     db = yaml.safe_load((acq.folder / "db.yaml").read_text())
     assert db["cell_line"] == acq.expected_metadata["cell_line"]
+    # fps is frames per second, frame_interval_s the interval (first acquisition: 5 s)
+    assert acq.time_increment_s == 5.0
+    assert (db["fps"], db["frame_interval_s"]) == (0.2, 5.0)
+    assert all((d["fps"], d["frame_interval_s"]) == (0.2, 5.0) for d in docs)
+    event_db = yaml.safe_load((Path(docs[0]["event_path"]) / "event_db.yaml").read_text())
+    assert (event_db["fps"], event_db["frame_interval_s"]) == (0.2, 5.0)
+    raw = result.asset_materializations_for_node("raw_movie")[0]
+    assert raw.metadata["frame_interval_s"].value == 5.0 and raw.metadata["fps"].value == 0.2
 
 
 def test_raw_movie_data_version_follows_the_movie(setup):

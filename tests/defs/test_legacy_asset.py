@@ -85,6 +85,7 @@ def test_asset_imports_the_real_folders_with_metadata(tmp_path):
     assert result.success
     meta = metadata_of(result)
     assert (meta["imported"], meta["inserted"], meta["updated"], meta["failed"]) == (5, 5, 0, 0)
+    assert meta["fps_corrected"] == 5  # fps: 5.0 was the interval of TimeIncrement 5000 ms
     assert meta["problems"] == "none"
     assert meta["collection"] == "legacy" and "embedded montydb" in meta["catalog"]
     table = meta["events"].splitlines()
@@ -96,10 +97,13 @@ def test_asset_imports_the_real_folders_with_metadata(tmp_path):
     with EventCatalog.open(None, home=home) as catalog:
         docs = {d["_id"]: d for d in catalog.find("legacy")}
     assert len(docs) == 5
+    assert (docs[KNOWN_ID]["fps"], docs[KNOWN_ID]["frame_interval_s"]) == (0.2, 5.0)
+    assert docs[KNOWN_ID]["fps_as_written"] == 5.0
     assert Path(docs[KNOWN_ID]["event_path"]).samefile(LEGACY / Path(row.split("|")[4].strip()))
     # materialising again updates the same documents
     again = metadata_of(materialize(home, {"folders": [str(LEGACY)], "collection": "legacy"}))
     assert (again["imported"], again["inserted"], again["updated"]) == (5, 0, 5)
+    assert again["fps_corrected"] == 5
 
 
 @needs_legacy
@@ -133,6 +137,7 @@ def test_folders_default_to_legacy_folders_of_the_home_config(tmp_path):
     assert result.success
     meta = metadata_of(result)
     assert meta["imported"] == 2 and meta["collection"] == DEFAULT_LEGACY_COLLECTION
+    assert meta["fps_corrected"] == 0  # no time information in these folders
     assert "ev_a\\|b" in meta["events"]  # a pipe in a folder name does not break the table
     with EventCatalog.open(None, home=home) as catalog:
         docs = {d["_id"]: d for d in catalog.find(DEFAULT_LEGACY_COLLECTION)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import yaml
 
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.catalog.legacy import (
@@ -145,7 +146,14 @@ def test_real_folders_keep_ids_fields_and_get_current_paths(catalog):
     assert known["crop_box"] == [475, 540, 731, 796]
     assert known["ome"]["physical_size_x_unit"] == "µm"
     assert known["ome"]["physical_size_x"] == 0.056
-    assert known["date"] == "220921" and known["fps"] == 5.0
+    assert known["date"] == "220921"
+    # written before the original's June 2023 fix: fps held the interval (TimeIncrement 5000 ms)
+    assert known["ome"]["time_increment"] == 5000 and known["ome"]["time_increment_unit"] == "ms"
+    assert known["fps"] == 0.2 and known["frame_interval_s"] == 5.0
+    assert known["fps_as_written"] == 5.0
+    assert report.fps_corrected == 5
+    for doc in docs.values():
+        assert (doc["fps"], doc["frame_interval_s"], doc["fps_as_written"]) == (0.2, 5.0, 5.0)
     assert known["original_path"].startswith("\\\\lebnas1.epfl.ch\\")
 
 
@@ -162,6 +170,8 @@ def test_reimport_is_idempotent_and_leaves_other_documents_alone(catalog):
     after = by_id(catalog.find("legacy"))
     assert (first.inserted, first.updated) == (5, 0)
     assert (second.imported, second.inserted, second.updated) == (5, 0, 5)
+    assert first.fps_corrected == second.fps_corrected == 5
+    assert all(d["fps"] == 0.2 and d["fps_as_written"] == 5.0 for d in second.documents)
     assert second.ids == first.ids
     assert catalog.count("legacy") == 7
     assert catalog.count("legacy", {"imported_from": "legacy"}) == 5
@@ -226,11 +236,14 @@ def test_cli_imports_and_reports(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr()
     assert "5 event folders imported into legacy (5 new, 0 updated), 0 failed" in out.out
+    assert "fps corrected in 5 documents" in out.out
     assert out.err == ""
     assert main(args) == 0
-    assert "(0 new, 5 updated), 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(0 new, 5 updated), 0 failed" in out and "fps corrected in 5 documents" in out
     with EventCatalog.open(None, home=home) as cat:
         assert cat.count("legacy") == 5
+        assert cat.count("legacy", {"fps": 0.2, "fps_as_written": 5.0}) == 5
 
 
 @needs_legacy
@@ -271,6 +284,63 @@ def test_original_style_folder_without_shared_data(tmp_path, catalog):
     assert doc["label_file"] == "ground_truth.tif"
     assert doc["original_label_file"] == "ground_truth.tiff"
     assert report.documents == (doc,)
+
+
+def edit_event_db(folder: Path, ome: dict | None = None, **fields) -> None:
+    """Change top-level fields (and ``ome`` entries) of a folder's event_db.yaml."""
+    path = folder / "event_db.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data.update(fields)
+    data["ome"].update(ome or {})
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+def test_fps_without_time_increment_is_kept_as_written(tmp_path, catalog):
+    folder = write_legacy_folder(tmp_path / "ev", "ev_a", "c" * 24)
+    edit_event_db(folder, fps=5.0)
+    report = import_legacy_events(catalog, tmp_path / "ev", "legacy")
+    (doc,) = catalog.find("legacy")
+    assert doc["fps"] == 5.0  # which meaning it has cannot be told
+    assert "frame_interval_s" not in doc and "fps_as_written" not in doc
+    assert report.fps_corrected == 0
+
+
+@pytest.mark.parametrize(
+    ("ome", "written", "fps", "interval"),
+    [
+        ({"time_increment": 20, "time_increment_unit": "ms"}, 0.02, 50.0, 0.02),
+        ({"time_increment": 0.5}, 0.5, 2.0, 0.5),  # OME's default unit: seconds
+        ({"time_increment": 5000.0, "time_increment_unit": "ms"}, 0.0, 0.2, 5.0),
+    ],
+)
+def test_fps_from_time_increment_replaces_the_interval(
+    tmp_path, catalog, ome, written, fps, interval
+):
+    folder = write_legacy_folder(tmp_path / "ev", "ev_a", "c" * 24)
+    edit_event_db(folder, ome=ome, fps=written)
+    report = import_legacy_events(catalog, tmp_path / "ev", "legacy")
+    (doc,) = catalog.find("legacy")
+    assert (doc["fps"], doc["frame_interval_s"], doc["fps_as_written"]) == (fps, interval, written)
+    assert report.fps_corrected == 1
+    again = import_legacy_events(catalog, tmp_path / "ev", "legacy")
+    assert again.fps_corrected == 1 and catalog.find("legacy") == [doc]
+
+
+def test_fps_already_in_frames_per_second_is_not_corrected(tmp_path, catalog):
+    root = tmp_path / "ev"
+    right = write_legacy_folder(root, "ev_right", "c" * 24)
+    edit_event_db(right, ome={"time_increment": 5000, "time_increment_unit": "ms"}, fps=0.2)
+    missing = write_legacy_folder(root, "ev_missing", "d" * 24)
+    edit_event_db(missing, ome={"time_increment": 250, "time_increment_unit": "ms"})
+    ours = write_legacy_folder(root, "ev_ours", "e" * 24)  # written after the fix
+    edit_event_db(ours, ome={"time_increment": 1.0}, fps=49.0, frame_interval_s=0.02)
+    report = import_legacy_events(catalog, root, "legacy")
+    docs = by_id(catalog.find("legacy"))
+    assert report.fps_corrected == 0 and report.imported == 3
+    assert (docs["c" * 24]["fps"], docs["c" * 24]["frame_interval_s"]) == (0.2, 5.0)
+    assert (docs["d" * 24]["fps"], docs["d" * 24]["frame_interval_s"]) == (4.0, 0.25)
+    assert (docs["e" * 24]["fps"], docs["e" * 24]["frame_interval_s"]) == (49.0, 0.02)
+    assert not any("fps_as_written" in d for d in docs.values())
 
 
 @pytest.mark.parametrize(

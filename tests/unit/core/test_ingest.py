@@ -66,8 +66,8 @@ def test_metadata_matches_expected(tmp_path, vocabulary):
             if key == "ome":
                 for ome_key, ome_value in value.items():
                     assert meta["ome"][ome_key] == pytest.approx(ome_value), ome_key
-            elif key == "fps":
-                assert meta["fps"] == pytest.approx(value, abs=1e-6)
+            elif key in ("fps", "frame_interval_s"):
+                assert meta[key] == pytest.approx(value, rel=1e-6), key
             else:
                 assert meta[key] == value, key
 

@@ -11,6 +11,8 @@ from deep_events_dagster.core.metadata import (
     load_manual,
     load_vocabulary,
     manual_files,
+    read_db_yaml,
+    write_db_yaml,
 )
 from deep_events_dagster.core.ome import MovieInfo
 
@@ -66,7 +68,7 @@ def test_malformed_manual_names_the_file(tmp_path):
         load_manual(bad)
 
 
-def _info(path: Path) -> MovieInfo:
+def _info(path: Path, frame_interval_s: float | None = 0.5) -> MovieInfo:
     return MovieInfo(
         path=path,
         axes="TYX",
@@ -78,7 +80,7 @@ def _info(path: Path) -> MovieInfo:
         width=80,
         physical_size_x=0.1,
         physical_size_y=0.1,
-        fps=2.0,
+        frame_interval_s=frame_interval_s,
         ome={"size_x": 80, "size_y": 64, "size_t": 10, "planes": [{"the_t": 0}]},
     )
 
@@ -96,7 +98,8 @@ def test_build_metadata_precedence(tmp_path, vocabulary):
         _info(folder / "m.ome.tif"), folder=folder, root=root, vocabulary=vocabulary
     )
     assert meta["stain"] == ["drp1"]  # nearer manual wins over root manual and inference
-    assert meta["fps"] == 3.0  # manual wins over OME
+    assert meta["fps"] == 3.0  # manual wins over OME (2 frames/s)
+    assert meta["frame_interval_s"] == pytest.approx(1 / 3, rel=1e-9)  # derived from it
     assert meta["typically_use"] is False  # manual wins over defaults
     assert meta["augmented"] is False and meta["scale_csv"] is True and meta["type"] == "original"
     assert meta["event_content"] == "division"
@@ -104,6 +107,47 @@ def test_build_metadata_precedence(tmp_path, vocabulary):
     assert meta["ome"] == {"size_x": 80, "size_y": 64, "size_t": 10}  # planes not written
     assert meta["original_folder"] == "mtr_1" and meta["original_file"] == "m.ome.tif"
     assert meta["original_path"] == folder.as_posix()
+
+
+def test_db_yaml_has_fps_in_frames_per_second_and_the_interval(tmp_path, vocabulary):
+    root = tmp_path / "root"
+    folder = root / "250312_cos7_isim_fl" / "mtr_1"
+    folder.mkdir(parents=True)
+    meta = build_metadata(
+        _info(folder / "m.ome.tif", 5.0), folder=folder, root=root, vocabulary=vocabulary
+    )
+    assert meta["fps"] == 0.2 and meta["frame_interval_s"] == 5.0
+    written = read_db_yaml(write_db_yaml(folder, meta))
+    assert written["fps"] == 0.2 and written["frame_interval_s"] == 5.0
+
+
+def test_db_yaml_without_time_information_has_neither_key(tmp_path, vocabulary):
+    folder = tmp_path / "root" / "a"
+    folder.mkdir(parents=True)
+    meta = build_metadata(
+        _info(folder / "m.ome.tif", None),
+        folder=folder,
+        root=tmp_path / "root",
+        vocabulary=vocabulary,
+    )
+    assert "fps" not in meta and "frame_interval_s" not in meta
+
+
+def test_manual_frame_interval_or_both_keys(tmp_path, vocabulary):
+    root = tmp_path / "root"
+    folder = root / "a"
+    folder.mkdir(parents=True)
+    (root / "db_manual.yaml").write_text("fps: 10.0\n")
+    (folder / "db_manual.yaml").write_text("frame_interval_s: 0.02\n")
+    meta = build_metadata(
+        _info(folder / "m.ome.tif"), folder=folder, root=root, vocabulary=vocabulary
+    )
+    assert meta["frame_interval_s"] == 0.02 and meta["fps"] == 50.0  # nearer file wins
+    (folder / "db_manual.yaml").write_text("frame_interval_s: 0.02\nfps: 49.0\n")
+    meta = build_metadata(
+        _info(folder / "m.ome.tif"), folder=folder, root=root, vocabulary=vocabulary
+    )
+    assert meta["frame_interval_s"] == 0.02 and meta["fps"] == 49.0  # both as written
 
 
 def test_manual_files_outside_root_only_own_folder(tmp_path):

@@ -123,8 +123,12 @@ def test_ome_xml_is_read_by_tifffile(tree):
         ]
         assert {p.get("DeltaTUnit") for p in planes} == {unit}
         delta = np.array([float(p.get("DeltaT")) * to_s for p in planes if p.get("TheC") == "0"])
-        assert abs(np.diff(delta).mean() - acq.expected_metadata["fps"]) < 1e-6
-        assert acq.expected_metadata["fps"] == acq.time_increment_s
+        interval = np.diff(delta).mean()
+        assert abs(interval - acq.expected_metadata["frame_interval_s"]) < 1e-6
+        assert acq.expected_metadata["frame_interval_s"] == acq.time_increment_s
+        # fps is frames per second: the reciprocal of the interval
+        assert acq.expected_metadata["fps"] == pytest.approx(1.0 / interval, rel=1e-6)
+        assert acq.expected_metadata["fps"] * acq.time_increment_s == pytest.approx(1.0)
         ome_expected = acq.expected_metadata["ome"]
         assert ome_expected == {
             "size_x": acq.shape[-1],

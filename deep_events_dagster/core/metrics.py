@@ -1,29 +1,44 @@
-"""Pixel-wise evaluation of predicted probabilities: a threshold sweep and its metrics.
+"""Evaluation of predicted probabilities: threshold sweeps over events, frames and pixels.
 
-:func:`sweep` counts, for each of the 96 thresholds ``np.linspace(0.05, 1.0, 96)`` (as the
-original deep-events), the pixels predicted positive (probability ``≥`` threshold) against the
-binary truth, and derives precision, recall, F1, MCC, weighted MCC, Cohen's kappa, specificity,
-NPV and F-beta (β = 0.1, which weighs precision far above recall: a false trigger of the
-microscope costs more than a missed event).
+Three units share the 96 thresholds ``np.linspace(0.05, 1.0, 96)`` (as the original
+deep-events) and the same metrics — precision, recall, F1, MCC, weighted MCC, Cohen's kappa,
+specificity, NPV and F-beta (β = 0.1, which weighs precision far above recall: a false trigger of
+the microscope costs more than a missed event):
 
-The counts are exact and the sweep is one pass over the data, in chunks: the probabilities of
-each class are histogrammed with the 96 thresholds as bin edges (``np.histogram`` with explicit
-edges compares every value with the edges exactly), and a reverse cumulative sum gives the
-number of pixels at or above each threshold. Ten million pixels take well under a second.
+**event** (the original's default ``whole_ev_eval``, and the microscope's rule). One unit per
+held-out event: the samples ``first_sample … first_sample + n_samples − 1`` of the eval stack
+(the training set manifest's rows, see :func:`event_groups`). An event is *predicted positive*
+when the maximum of its samples' probability maps is **strictly greater** than the threshold (as
+the original, and as the microscope triggers), and *actually positive* when the maximum of its
+ground truth is ``> 0.5``; events whose ground truth is all zero (the automatic negatives) are
+the negatives. :func:`unit_scores` reduces samples to units, :func:`max_sweep` sweeps them.
+
+**frame**: the same rule with one unit per sample (one image as the microscope sees it).
+
+**pixel**: :func:`sweep`, every pixel is a unit, predicted positive when its probability is
+``≥`` the threshold, positive when its mask is ``> 0.5``. The counts are exact and the sweep is
+one pass over the data, in chunks: the probabilities of each class are histogrammed with the 96
+thresholds as bin edges (``np.histogram`` with explicit edges compares every value with the edges
+exactly), and a reverse cumulative sum gives the number of pixels at or above each threshold. Ten
+million pixels take well under a second.
 
 Every ratio whose denominator is zero is 0 (e.g. precision when nothing is predicted positive).
 
-**Weighted MCC** is the MCC of the class-balanced confusion matrix: positive pixels weigh
-``N / (2·P)`` and negative pixels ``N / (2·Nn)`` (``N`` pixels, ``P`` positive, ``Nn``
-negative), so both classes count as much in total. Rare event pixels would otherwise make MCC
-mostly a statement about the background. (The original used fixed cell weights
+**Weighted MCC** is the MCC of the class-balanced confusion matrix: positive units weigh
+``N / (2·P)`` and negative units ``N / (2·Nn)`` (``N`` units, ``P`` positive, ``Nn``
+negative), so both classes count as much in total. Rare positives would otherwise make MCC
+mostly a statement about the negatives. (The original used fixed cell weights
 ``tp 5, tn 5, fp 10, fn 1`` instead; values are not comparable.)
+
+For the trainer's per-epoch report, :func:`event_counts` gives the event-level
+``(tp, fp, fn, tn)`` at one threshold and :func:`f1_from_counts` their F1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,12 +46,19 @@ __all__ = [
     "BETA",
     "METRICS",
     "SweepResult",
+    "UnitCounts",
     "best_threshold",
     "confusion_counts",
     "evaluation_summary",
+    "event_counts",
+    "event_groups",
+    "f1_from_counts",
+    "max_sweep",
     "metrics_from_counts",
+    "sample_max",
     "sweep",
     "thresholds",
+    "unit_scores",
 ]
 
 BETA = 0.1
@@ -67,15 +89,20 @@ class SweepResult:
     Attributes
     ----------
     thresholds
-        The thresholds; a pixel is predicted positive when its probability is ``≥`` one.
+        The thresholds.
     tp, fp, tn, fn
-        Pixel counts.
+        Unit counts (int64).
     precision, recall, f1, mcc, weighted_mcc, kappa, specificity, npv, fbeta
         Metrics (0 where undefined).
     beta
         β of ``fbeta``.
-    n_pixels, n_positive
-        Pixels evaluated, and those with positive truth.
+    n_units, n_positive
+        Units evaluated, and those with positive truth.
+    unit
+        ``"pixel"``, ``"frame"``, ``"event"`` or ``"sample"`` (what one count is).
+    strict
+        Whether a unit is predicted positive when its score is ``>`` the threshold (events,
+        frames) rather than ``≥`` (pixels).
     """
 
     thresholds: np.ndarray = field(hash=False)
@@ -93,8 +120,10 @@ class SweepResult:
     npv: np.ndarray = field(hash=False)
     fbeta: np.ndarray = field(hash=False)
     beta: float = BETA
-    n_pixels: int = 0
+    n_units: int = 0
     n_positive: int = 0
+    unit: str = "pixel"
+    strict: bool = False
 
     def metric(self, name: str) -> np.ndarray:
         """The array of metric ``name`` (one of :data:`METRICS`)."""
@@ -102,17 +131,39 @@ class SweepResult:
             raise ValueError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
         return getattr(self, name)
 
+    def index(self, threshold: float) -> int:
+        """Index of ``threshold`` among :attr:`thresholds`.
+
+        Raises
+        ------
+        ValueError
+            ``threshold`` is not one of them (to 1e-9).
+        """
+        index = int(np.argmin(np.abs(self.thresholds - float(threshold))))
+        if not np.isclose(self.thresholds[index], threshold, rtol=0, atol=1e-9):
+            raise ValueError(f"threshold {threshold} is not one of the sweep's thresholds")
+        return index
+
     def as_table(self) -> list[dict[str, float]]:
         """One plain dict per threshold (threshold, counts and metrics)."""
         rows = []
         for i, threshold in enumerate(self.thresholds):
             row: dict[str, float] = {"threshold": float(threshold)}
-            for name in ("tp", "fp", "tn", "fn"):
+            for name in ("tp", "fp", "fn", "tn"):
                 row[name] = int(getattr(self, name)[i])
             for name in METRICS:
                 row[name] = float(getattr(self, name)[i])
             rows.append(row)
         return rows
+
+
+class UnitCounts(NamedTuple):
+    """Confusion counts at one threshold, in the order ``(tp, fp, fn, tn)``."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -131,7 +182,10 @@ def _mcc(tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray) -> np.n
 def metrics_from_counts(
     tp: Any, fp: Any, tn: Any, fn: Any, *, beta: float = BETA
 ) -> dict[str, np.ndarray]:
-    """All :data:`METRICS` from confusion counts (scalars or arrays), zero where undefined."""
+    """All :data:`METRICS` from confusion counts (scalars or arrays), zero where undefined.
+
+    Note the argument order ``(tp, fp, tn, fn)`` (that of :func:`confusion_counts`).
+    """
     tp, fp, tn, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, tn, fn))
     positives = tp + fn
     negatives = tn + fp
@@ -153,10 +207,27 @@ def metrics_from_counts(
     }
 
 
+def f1_from_counts(tp: int, fp: int, fn: int, tn: int = 0) -> float:
+    """F1 ``2·tp / (2·tp + fp + fn)``, 0 when nothing is positive nor predicted positive.
+
+    ``tn`` is accepted (and ignored) so that ``f1_from_counts(*event_counts(...))`` works.
+    """
+    denominator = 2 * int(tp) + int(fp) + int(fn)
+    return 2 * int(tp) / denominator if denominator else 0.0
+
+
+def _levels(levels: Any) -> np.ndarray:
+    levels = thresholds() if levels is None else np.asarray(levels, dtype=np.float64)
+    if levels.ndim != 1 or (len(levels) > 1 and np.any(np.diff(levels) <= 0)):
+        raise ValueError("thresholds must be a 1-D increasing array")
+    return levels
+
+
 def confusion_counts(
     probabilities: Any, truth: Any, levels: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Exact ``(tp, fp, tn, fn)`` at each threshold of ``levels`` (default :func:`thresholds`).
+    """Exact pixel ``(tp, fp, tn, fn)`` at each threshold of ``levels`` (default
+    :func:`thresholds`).
 
     Parameters
     ----------
@@ -172,9 +243,7 @@ def confusion_counts(
     ValueError
         Sizes differ, or a probability is NaN.
     """
-    levels = thresholds() if levels is None else np.asarray(levels, dtype=np.float64)
-    if levels.ndim != 1 or (len(levels) > 1 and np.any(np.diff(levels) <= 0)):
-        raise ValueError("thresholds must be a 1-D increasing array")
+    levels = _levels(levels)
     probabilities = np.asarray(probabilities).reshape(-1)
     truth = np.asarray(truth).reshape(-1)
     if probabilities.size != truth.size:
@@ -204,21 +273,19 @@ def confusion_counts(
     return tp, fp, n_negative - fp, n_positive - tp
 
 
-def sweep(probabilities: Any, truth: Any, *, beta: float = BETA) -> SweepResult:
-    """Threshold sweep over ``np.linspace(0.05, 1.0, 96)``.
-
-    Parameters
-    ----------
-    probabilities
-        Predicted probabilities (any shape, e.g. ``N×H×W``).
-    truth
-        Binary truth of the same size (booleans, or masks: positive where ``> 0.5``).
-    beta
-        β of the F-beta score.
-    """
-    levels = thresholds()
-    tp, fp, tn, fn = confusion_counts(probabilities, truth, levels)
+def _result(
+    levels: np.ndarray,
+    tp: np.ndarray,
+    fp: np.ndarray,
+    tn: np.ndarray,
+    fn: np.ndarray,
+    *,
+    beta: float,
+    unit: str,
+    strict: bool,
+) -> SweepResult:
     values = metrics_from_counts(tp, fp, tn, fn, beta=beta)
+    n_units = int(tp[0] + fp[0] + tn[0] + fn[0]) if len(levels) else 0
     return SweepResult(
         thresholds=levels,
         tp=tp,
@@ -226,10 +293,241 @@ def sweep(probabilities: Any, truth: Any, *, beta: float = BETA) -> SweepResult:
         tn=tn,
         fn=fn,
         beta=float(beta),
-        n_pixels=int(tp[0] + fp[0] + tn[0] + fn[0]),
-        n_positive=int(tp[0] + fn[0]),
+        n_units=n_units,
+        n_positive=int(tp[0] + fn[0]) if len(levels) else 0,
+        unit=unit,
+        strict=strict,
         **values,
     )
+
+
+def sweep(probabilities: Any, truth: Any, *, beta: float = BETA) -> SweepResult:
+    """Pixel-wise threshold sweep over ``np.linspace(0.05, 1.0, 96)``.
+
+    Parameters
+    ----------
+    probabilities
+        Predicted probabilities (any shape, e.g. ``N×H×W``); a pixel is predicted positive
+        when its probability is ``≥`` the threshold.
+    truth
+        Binary truth of the same size (booleans, or masks: positive where ``> 0.5``).
+    beta
+        β of the F-beta score.
+    """
+    levels = thresholds()
+    tp, fp, tn, fn = confusion_counts(probabilities, truth, levels)
+    return _result(levels, tp, fp, tn, fn, beta=beta, unit="pixel", strict=False)
+
+
+# -- units: events and frames ------------------------------------------------------------------
+
+
+def sample_max(values: Any) -> np.ndarray:
+    """The maximum of each sample of a stack (``N×…`` → ``N``, float64).
+
+    A 1-D array is taken as already reduced (returned as float64). A memory map is read one
+    block of samples at a time.
+
+    Raises
+    ------
+    ValueError
+        A value is NaN, or a sample has no elements.
+    """
+    values = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if values.ndim == 0:
+        raise ValueError("expected one value per sample, got a scalar")
+    if values.ndim == 1:
+        out = values.astype(np.float64)
+    else:
+        n = len(values)
+        per_sample = int(np.prod(values.shape[1:]))
+        if per_sample == 0:
+            raise ValueError(f"samples of shape {values.shape[1:]} have no elements")
+        out = np.empty(n, dtype=np.float64)
+        step = max(1, _CHUNK // per_sample)
+        for start in range(0, n, step):
+            block = np.asarray(values[start : start + step]).reshape(-1, per_sample)
+            out[start : start + step] = block.max(axis=1)
+    if np.isnan(out).any():
+        raise ValueError("values contain NaN")
+    return out
+
+
+def unit_scores(values: Any, groups: Any = None) -> np.ndarray:
+    """The maximum of each unit: of each sample, or of each group of samples (event).
+
+    Parameters
+    ----------
+    values
+        Per-sample maxima (``N``), or whole samples (``N×…``, reduced by :func:`sample_max`).
+    groups
+        None: one unit per sample, in order. Else ``N`` labels (event ids, or group indices
+        such as :func:`event_groups` returns): one unit per distinct label, in sorted label
+        order (``np.unique``), its score the maximum over its samples.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 scores, one per unit.
+
+    Raises
+    ------
+    ValueError
+        ``groups`` is not one label per sample, or a value is NaN.
+    """
+    maxima = sample_max(values)
+    if groups is None:
+        return maxima
+    labels = np.asarray(groups)
+    if labels.ndim != 1 or len(labels) != len(maxima):
+        raise ValueError(
+            f"{len(maxima)} samples but groups of shape {labels.shape}; one label per sample"
+        )
+    _, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    out = np.full(int(inverse.max()) + 1 if len(inverse) else 0, -np.inf)
+    np.maximum.at(out, inverse, maxima)
+    return out
+
+
+def event_groups(
+    events: Sequence[Mapping[str, Any]] | None, n_samples: int, *, split: str = "eval"
+) -> np.ndarray | None:
+    """Group index of every sample of a split's stack, from a training set manifest's events.
+
+    Parameters
+    ----------
+    events
+        The manifest's ``events`` rows (``_id``, ``split``, ``first_sample``, ``n_samples``).
+    n_samples
+        Number of samples in the split's stack.
+    split
+        Which split's rows to use.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        int64 of length ``n_samples``: sample ``i`` belongs to the ``k``-th row of ``split``
+        (rows with no samples are left out). None when ``events`` has no rows at all (e.g.
+        synthetic training sets): the caller falls back to one unit per sample.
+
+    Raises
+    ------
+    ValueError
+        A row lacks ``first_sample``/``n_samples``, rows overlap or leave the stack, or a sample
+        belongs to no event.
+    """
+    if not events:
+        return None
+    groups = np.full(int(n_samples), -1, dtype=np.int64)
+    k = 0
+    for row in events:
+        if row.get("split") != split:
+            continue
+        try:
+            first, count = int(row["first_sample"]), int(row["n_samples"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"event {row.get('_id')!r}: no valid first_sample/n_samples ({error})"
+            ) from error
+        if count <= 0:
+            continue
+        if first < 0 or first + count > n_samples:
+            raise ValueError(
+                f"event {row.get('_id')!r}: samples {first}…{first + count - 1} outside the "
+                f"{split} stack of {n_samples}"
+            )
+        if (groups[first : first + count] >= 0).any():
+            raise ValueError(f"event {row.get('_id')!r}: its samples overlap another event's")
+        groups[first : first + count] = k
+        k += 1
+    missing = np.flatnonzero(groups < 0)
+    if len(missing):
+        raise ValueError(
+            f"{len(missing)} of {n_samples} {split} samples belong to no {split} event "
+            f"(first: {int(missing[0])})"
+        )
+    return groups
+
+
+def max_sweep(
+    scores: Any, truth: Any, *, beta: float = BETA, unit: str = "event", levels: Any = None
+) -> SweepResult:
+    """Unit-level threshold sweep: a unit is predicted positive when its score is ``>`` the
+    threshold (strictly, as the microscope triggers).
+
+    Parameters
+    ----------
+    scores
+        One score per unit: the maximum of its probability maps (:func:`unit_scores`).
+    truth
+        One per unit: booleans, or the maximum of its ground truth (positive when ``> 0.5``).
+    beta
+        β of the F-beta score.
+    unit
+        What a unit is (``"event"``, ``"frame"``, ``"sample"``), kept in the result.
+    levels
+        Thresholds (default :func:`thresholds`).
+
+    Raises
+    ------
+    ValueError
+        Lengths differ, or a score is NaN.
+    """
+    levels = _levels(levels)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    truth = np.asarray(truth).reshape(-1)
+    if scores.size != truth.size:
+        raise ValueError(f"{scores.size} scores but {truth.size} truth values; sizes must match")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    positive = truth if truth.dtype == np.bool_ else truth > 0.5
+    pos = np.sort(scores[positive])
+    neg = np.sort(scores[~positive])
+    # units with score > t: n − (units with score ≤ t)
+    tp = len(pos) - np.searchsorted(pos, levels, side="right").astype(np.int64)
+    fp = len(neg) - np.searchsorted(neg, levels, side="right").astype(np.int64)
+    return _result(levels, tp, fp, len(neg) - fp, len(pos) - tp, beta=beta, unit=unit, strict=True)
+
+
+def event_counts(
+    sample_max_prob: Any,
+    sample_max_truth: Any,
+    groups: Any = None,
+    threshold: float = 0.5,
+) -> UnitCounts:
+    """Event-level ``(tp, fp, fn, tn)`` at one threshold (the trainer's per-epoch report).
+
+    Parameters
+    ----------
+    sample_max_prob
+        Per sample, the maximum of its probability map (``N``; or the maps ``N×H×W``).
+    sample_max_truth
+        Per sample, the maximum of its ground truth (``N``; or the masks ``N×H×W``).
+    groups
+        Per sample, its event (ids, or indices from :func:`event_groups`); None: every sample
+        is its own unit.
+    threshold
+        An event is predicted positive when its maximum probability is ``>`` this, positive
+        when its maximum ground truth is ``> 0.5``.
+
+    Returns
+    -------
+    UnitCounts
+        ``(tp, fp, fn, tn)`` as plain ints (note the order, unlike :func:`confusion_counts`).
+    """
+    scores = unit_scores(sample_max_prob, groups)
+    truth = unit_scores(sample_max_truth, groups) > 0.5
+    predicted = scores > float(threshold)
+    return UnitCounts(
+        tp=int(np.count_nonzero(predicted & truth)),
+        fp=int(np.count_nonzero(predicted & ~truth)),
+        fn=int(np.count_nonzero(~predicted & truth)),
+        tn=int(np.count_nonzero(~predicted & ~truth)),
+    )
+
+
+# -- choosing and reporting ---------------------------------------------------------------------
 
 
 def best_threshold(result: SweepResult, metric: str = "fbeta") -> float:
@@ -238,36 +536,28 @@ def best_threshold(result: SweepResult, metric: str = "fbeta") -> float:
     return float(result.thresholds[int(np.argmax(values))])
 
 
-def evaluation_summary(
-    result: SweepResult, threshold: float | None = None, *, metric: str = "fbeta"
-) -> dict[str, Any]:
-    """Plain values for ``evaluation.yaml`` at ``threshold`` (default: the best ``metric``).
+def evaluation_summary(result: SweepResult, threshold: float | None = None) -> dict[str, Any]:
+    """Plain values at ``threshold`` (default: the one maximising F-beta).
 
     Returns
     -------
     dict
-        ``threshold``, the nine metrics, ``beta``, ``tp``/``fp``/``tn``/``fn``, ``n_pixels``,
-        ``n_positive_pixels`` and ``chosen_by`` (the metric, or ``"given"``).
+        ``threshold`` (rounded to 6 decimals), the nine :data:`METRICS`, ``tp``, ``fp``,
+        ``fn``, ``tn`` (ints), ``n_units`` and ``n_positive``.
+
+    Raises
+    ------
+    ValueError
+        ``threshold`` is not one of the sweep's thresholds.
     """
-    chosen_by = metric if threshold is None else "given"
     if threshold is None:
-        threshold = best_threshold(result, metric)
-    index = int(np.argmin(np.abs(result.thresholds - float(threshold))))
-    if not np.isclose(result.thresholds[index], threshold, rtol=0, atol=1e-9):
-        raise ValueError(f"threshold {threshold} is not one of the sweep's thresholds")
+        threshold = best_threshold(result, "fbeta")
+    index = result.index(threshold)
     summary: dict[str, Any] = {"threshold": round(float(result.thresholds[index]), 6)}
     for name in METRICS:
         summary[name] = float(result.metric(name)[index])
-    summary.update(
-        {
-            "beta": float(result.beta),
-            "tp": int(result.tp[index]),
-            "fp": int(result.fp[index]),
-            "tn": int(result.tn[index]),
-            "fn": int(result.fn[index]),
-            "n_pixels": int(result.n_pixels),
-            "n_positive_pixels": int(result.n_positive),
-            "chosen_by": chosen_by,
-        }
-    )
+    for name in ("tp", "fp", "fn", "tn"):
+        summary[name] = int(getattr(result, name)[index])
+    summary["n_units"] = int(result.n_units)
+    summary["n_positive"] = int(result.n_positive)
     return summary

@@ -58,9 +58,9 @@ last ``n_timepoints`` frames of each window, so such models share one set), else
 are never modified): images — non-finite values clipped to the frame's finite range (float16
 crops of the original overflow to ``inf``), minimum subtracted, divided by the maximum when that
 is above 0.2; masks — divided by 255 when the frame's maximum is above 1 (the original's GT was
-scaled 0–254), clipped to [0, 1]; with ``smooth = σ > 0`` (the original's option) each mask frame is then blurred
-with a Gaussian of σ pixels and rescaled to its former maximum, so a peak of 1 stays 1 and a
-sample stays positive exactly when it was.
+scaled 0–254), clipped to [0, 1]; with ``smooth = σ > 0`` (the original's option) each mask
+frame is then blurred with a Gaussian of σ pixels and rescaled to its former maximum, so a peak
+of 1 stays 1 and a sample stays positive exactly when it was.
 
 **Channels.** ``T×C×H×W`` crops use channel ``channel_contrast`` (an integer index) when the
 document gives one, else channel 0.

@@ -1,4 +1,10 @@
-"""Evaluation plots (matplotlib, Agg, no pyplot state): metrics against the threshold.
+"""Evaluation plots (matplotlib, Agg, no pyplot state): what a biologist looks at to trust a
+threshold.
+
+``perf.png`` has two panels: on the left the event-level precision, recall, F1, F-beta and MCC
+against the threshold, the chosen threshold as a vertical line; on the right the histogram of the
+maximum probability of the positive and of the negative eval events (the same bins over [0, 1]),
+the threshold marked — events right of the line trigger the microscope.
 
 The figure is drawn on a ``matplotlib.figure.Figure`` with an Agg canvas, never through
 ``pyplot``, so it is safe in worker threads and never opens a window or changes the global
@@ -9,75 +15,159 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from deep_events_dagster.core.fsutil import atomic_write_bytes
 from deep_events_dagster.core.metrics import SweepResult
 
-__all__ = ["PLOTTED_METRICS", "performance_plot", "performance_plot_png"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "HISTOGRAM_BINS",
+    "PLOTTED_METRICS",
+    "performance_figure",
+    "performance_plot",
+    "performance_plot_png",
+]
 
 # (metric, legend label, colour)
 PLOTTED_METRICS = (
     ("precision", "precision", "#1f77b4"),
     ("recall", "recall", "#ff7f0e"),
     ("f1", "F1", "#2ca02c"),
-    ("mcc", "MCC", "#d62728"),
-    ("weighted_mcc", "weighted MCC", "#9467bd"),
-    ("kappa", "kappa", "#8c564b"),
-    ("specificity", "specificity", "#7f7f7f"),
-    ("npv", "NPV", "#bcbd22"),
     ("fbeta", "F-beta", "#17becf"),
+    ("mcc", "MCC", "#d62728"),
 )
+HISTOGRAM_BINS = np.linspace(0.0, 1.0, 41)
+_POSITIVE_COLOUR = "#d62728"
+_NEGATIVE_COLOUR = "#1f77b4"
 
 
-def performance_plot_png(
-    result: SweepResult, chosen_threshold: float | None, *, dpi: int = 100
-) -> bytes:
-    """PNG bytes of the metrics against the threshold, the chosen threshold marked.
+def _nouns(result: SweepResult) -> tuple[str, str]:
+    if result.unit == "sample":
+        return "sample", "samples"
+    return result.unit, f"{result.unit}s"
+
+
+def performance_figure(
+    result: SweepResult,
+    scores: Any,
+    truth: Any,
+    chosen_threshold: float | None,
+    *,
+    dpi: int = 100,
+) -> Figure:
+    """The two-panel figure (12×5 inches): metric curves and the histogram of unit scores.
 
     Parameters
     ----------
     result
-        A threshold sweep (:func:`deep_events_dagster.core.metrics.sweep`).
+        The event-level sweep (:func:`deep_events_dagster.core.metrics.max_sweep`).
+    scores
+        Per event, the maximum of its probability maps.
+    truth
+        Per event, whether it is positive (booleans, or maximum ground truth ``> 0.5``).
     chosen_threshold
-        Drawn as a dashed vertical line with its F-beta value; None draws no line.
+        Drawn as a dashed vertical line on both panels; None draws no line.
     dpi
-        Resolution (the figure is 8×5 inches).
+        Resolution.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(8, 5), dpi=dpi)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    truth = np.asarray(truth).reshape(-1)
+    positive = truth if truth.dtype == np.bool_ else truth > 0.5
+    if scores.size != positive.size:
+        raise ValueError(f"{scores.size} scores but {positive.size} truth values")
+    noun, plural = _nouns(result)
+    rule = ">" if result.strict else "≥"
+
+    figure = Figure(figsize=(12, 5), dpi=dpi)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
+    curves, histogram = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+
     for name, label, colour in PLOTTED_METRICS:
         if name == "fbeta":
             label = f"F-beta (β = {result.beta:g})"
         width = 2.2 if name == "fbeta" else 1.3
-        axes.plot(result.thresholds, result.metric(name), label=label, color=colour, lw=width)
+        curves.plot(result.thresholds, result.metric(name), label=label, color=colour, lw=width)
+    counts = ""
     if chosen_threshold is not None:
-        index = int(abs(result.thresholds - chosen_threshold).argmin())
-        axes.axvline(
+        index = result.index(chosen_threshold)
+        curves.axvline(
             chosen_threshold,
             color="black",
             linestyle="--",
             lw=1.2,
             label=f"chosen {chosen_threshold:.2f} (F-beta {result.fbeta[index]:.3f})",
         )
-    axes.set_xlim(0.0, 1.0)
-    axes.set_ylim(-1.02, 1.02)
-    axes.axhline(0.0, color="#cccccc", lw=0.8, zorder=0)
-    axes.set_xlabel("threshold (probability ≥ threshold is an event pixel)")
-    axes.set_ylabel("score")
-    axes.set_title(f"{result.n_pixels:,} pixels, {result.n_positive:,} positive", fontsize="medium")
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="lower left", fontsize="small", ncol=2)
+        counts = (
+            f" — at {chosen_threshold:.2f}: TP {int(result.tp[index])}, FP {int(result.fp[index])},"
+            f" FN {int(result.fn[index])}, TN {int(result.tn[index])}"
+        )
+    curves.set_xlim(0.0, 1.0)
+    curves.set_ylim(-1.02, 1.02)
+    curves.axhline(0.0, color="#cccccc", lw=0.8, zorder=0)
+    curves.set_xlabel(f"threshold (max probability {rule} threshold triggers)")
+    curves.set_ylabel(f"{noun}-level score")
+    curves.grid(True, alpha=0.3)
+    curves.legend(loc="lower left", fontsize="small", ncol=2)
+
+    n_pos = int(np.count_nonzero(positive))
+    n_neg = int(positive.size - n_pos)
+    clipped = np.clip(scores, 0.0, 1.0)
+    histogram.hist(
+        [clipped[~positive], clipped[positive]],
+        bins=HISTOGRAM_BINS,
+        color=[_NEGATIVE_COLOUR, _POSITIVE_COLOUR],
+        label=[f"negative ({n_neg})", f"positive ({n_pos})"],
+        alpha=0.6,
+        histtype="stepfilled",
+    )
+    if chosen_threshold is not None:
+        histogram.axvline(chosen_threshold, color="black", linestyle="--", lw=1.2)
+    histogram.set_xlim(0.0, 1.0)
+    histogram.set_xlabel(f"maximum probability of the {noun}")
+    histogram.set_ylabel(plural)
+    histogram.yaxis.set_major_locator(MaxNLocator(integer=True))
+    histogram.grid(True, alpha=0.3)
+    histogram.legend(loc="upper center", fontsize="small")
+
+    figure.suptitle(
+        f"{result.n_units:,} eval {plural} ({result.n_positive:,} positive){counts}",
+        fontsize="medium",
+    )
     figure.tight_layout()
+    return figure
+
+
+def performance_plot_png(
+    result: SweepResult,
+    scores: Any,
+    truth: Any,
+    chosen_threshold: float | None,
+    *,
+    dpi: int = 100,
+) -> bytes:
+    """PNG bytes of :func:`performance_figure` (1200×500 pixels at 100 dpi)."""
+    figure = performance_figure(result, scores, truth, chosen_threshold, dpi=dpi)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 
-def performance_plot(result: SweepResult, chosen_threshold: float | None, path: str | Path) -> Path:
+def performance_plot(
+    result: SweepResult,
+    scores: Any,
+    truth: Any,
+    chosen_threshold: float | None,
+    path: str | Path,
+) -> Path:
     """Write :func:`performance_plot_png` to ``path`` (e.g. ``<model>/perf.png``) atomically.
 
     Returns
@@ -85,6 +175,6 @@ def performance_plot(result: SweepResult, chosen_threshold: float | None, path: 
     Path
         ``path``.
     """
-    path = Path(path)
-    atomic_write_bytes(path, performance_plot_png(result, chosen_threshold))
-    return path
+    return atomic_write_bytes(
+        Path(path), performance_plot_png(result, scores, truth, chosen_threshold)
+    )

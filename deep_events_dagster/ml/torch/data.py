@@ -9,7 +9,7 @@ batch needs are read, so a training set larger than memory trains as well.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from deep_events_dagster.core.metrics import event_groups
 from deep_events_dagster.ml.augmentation import AugmentationParams, augment_sample
 
 __all__ = ["AugmentedDataset", "TrainingArrays", "eval_batches"]
@@ -27,7 +28,13 @@ STACKS = ("train_images", "train_masks", "eval_images", "eval_masks")
 
 @dataclass(frozen=True)
 class TrainingArrays:
-    """The four stacks of a training-set folder (memory maps) and its manifest id."""
+    """The four stacks of a training-set folder (memory maps), its manifest id, and which eval
+    event each eval sample belongs to.
+
+    ``eval_groups`` is an int array with one entry per eval sample (the index of its event in
+    the manifest's eval events), or None when the manifest lists no events (e.g. synthetic
+    stacks): then every sample is its own unit.
+    """
 
     path: Path
     train_images: np.ndarray
@@ -35,6 +42,7 @@ class TrainingArrays:
     eval_images: np.ndarray
     eval_masks: np.ndarray
     manifest_id: str
+    eval_groups: np.ndarray | None = None
 
     @classmethod
     def load(cls, folder: str | Path) -> TrainingArrays:
@@ -58,9 +66,38 @@ class TrainingArrays:
         manifest_file = folder / "manifest.yaml"
         if manifest_file.is_file():
             manifest = yaml.safe_load(manifest_file.read_text(encoding="utf-8")) or {}
-        data = cls(folder, manifest_id=str(manifest.get("id", "")), **arrays)
+        data = cls(
+            folder,
+            manifest_id=str(manifest.get("id", "")),
+            eval_groups=_eval_groups(folder, manifest, len(arrays["eval_images"])),
+            **arrays,
+        )
         data._check()
         return data
+
+    def with_frames(self, n_timepoints: int) -> TrainingArrays:
+        """The same stacks keeping the last ``n_timepoints`` frames of every sample (views).
+
+        A training set stores windows of ``max_n_timepoints`` frames; a model of fewer frames
+        uses the most recent ones.
+
+        Raises
+        ------
+        ValueError
+            The samples hold fewer than ``n_timepoints`` frames.
+        """
+        if n_timepoints == self.n_timepoints:
+            return self
+        if not 1 <= n_timepoints <= self.n_timepoints:
+            raise ValueError(
+                f"{self.path}: samples have {self.n_timepoints} frame(s); a model of "
+                f"n_timepoints: {n_timepoints} cannot use them"
+            )
+        return replace(
+            self,
+            train_images=self.train_images[:, -n_timepoints:],
+            eval_images=self.eval_images[:, -n_timepoints:],
+        )
 
     def _check(self) -> None:
         for split in ("train", "eval"):
@@ -97,6 +134,13 @@ class TrainingArrays:
     def frame_shape(self) -> tuple[int, int]:
         """``(H, W)``."""
         return int(self.train_images.shape[2]), int(self.train_images.shape[3])
+
+
+def _eval_groups(folder: Path, manifest: dict[str, Any], n_eval: int) -> np.ndarray | None:
+    try:
+        return event_groups(manifest.get("events"), n_eval)
+    except ValueError as exc:
+        raise ValueError(f"{folder}: manifest.yaml does not match the eval stack: {exc}") from exc
 
 
 class AugmentedDataset(Dataset):

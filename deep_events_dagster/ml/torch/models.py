@@ -42,6 +42,8 @@ Weights are initialised like the original (Kaiming normal, fan-out, for convolut
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -285,3 +287,19 @@ def build_model(settings, in_channels: int) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (BN running statistics are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def set_output_prior(model: nn.Module, positive_prior: float) -> float:
+    """Initialise the last layer's bias to ``log(p / (1 − p))`` so that the untrained network
+    predicts probability ``p`` everywhere (the positive pixel prior), instead of 0.5.
+
+    With rare event pixels a start at 0.5 spends the first epochs, and often the whole
+    training, pushing every pixel down; starting from the prior lets the first gradients
+    shape the events. Returns the bias set.
+    """
+    p = min(max(float(positive_prior), 1e-6), 1 - 1e-6)
+    bias = math.log(p / (1 - p))
+    output = model.decoder.output
+    with torch.no_grad():
+        output.bias.fill_(bias)
+    return bias

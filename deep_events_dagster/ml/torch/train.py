@@ -54,14 +54,15 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Sampler
 
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
+from deep_events_dagster.core.metrics import event_counts, f1_from_counts
 from deep_events_dagster.ml.augmentation import AugmentationParams
 from deep_events_dagster.ml.config import TrainingSettings, TrainingSettingsInvalid
 from deep_events_dagster.ml.torch.data import AugmentedDataset, TrainingArrays, eval_batches
 from deep_events_dagster.ml.torch.losses import build_loss
-from deep_events_dagster.ml.torch.models import build_model, count_parameters
+from deep_events_dagster.ml.torch.models import build_model, count_parameters, set_output_prior
 
 __all__ = [
     "EpochResult",
@@ -78,6 +79,10 @@ __all__ = [
     "train",
 ]
 
+# Recipe constants chosen by measurement (benchmarks/bench_learning.py, README "Training").
+DEFAULT_POSITIVE_FRACTION = 0.3
+PLATEAU_FACTOR = 0.5
+PLATEAU_PATIENCE = 3
 CHECKPOINT_FORMAT = "deep-events-torch-model"
 CHECKPOINT_VERSION = 1
 HISTORY_FIELDS = (
@@ -88,6 +93,11 @@ HISTORY_FIELDS = (
     "val_precision",
     "val_recall",
     "val_f1",
+    "val_event_f1",
+    "val_event_tp",
+    "val_event_fp",
+    "val_event_fn",
+    "val_event_tn",
     "learning_rate",
     "seconds",
     "samples_per_s",
@@ -100,7 +110,10 @@ class EpochResult:
     """One epoch's numbers (a row of ``history.csv``), given to the progress callback.
 
     Precision, recall and F1 are pixel-wise at probability 0.5 against ``mask > 0.5``;
-    ``val_*`` are NaN when the training set has no eval samples.
+    ``val_event_*`` are event-level at 0.5 (an eval event is predicted when the maximum
+    probability over its samples passes 0.5, positive when its ground truth does); ``val_*``
+    are NaN (counts −1) when the training set has no eval samples or the epoch was not
+    validated (``val_frequency``).
     """
 
     epoch: int
@@ -115,18 +128,25 @@ class EpochResult:
     seconds: float
     samples_per_s: float
     best: bool
+    val_event_f1: float = math.nan
+    val_event_tp: int = -1
+    val_event_fp: int = -1
+    val_event_fn: int = -1
+    val_event_tn: int = -1
 
     def describe(self) -> str:
         """A one-line summary."""
         val = (
-            f"val loss {self.val_loss:.4f} F1 {self.val_f1:.3f}"
+            f"val loss {self.val_loss:.4f}, event F1 {self.val_event_f1:.3f} "
+            f"(tp {self.val_event_tp} fp {self.val_event_fp} fn {self.val_event_fn} "
+            f"tn {self.val_event_tn}), pixel F1 {self.val_f1:.3f}"
             if not math.isnan(self.val_loss)
-            else "no eval samples"
+            else "not validated"
         )
         return (
             f"epoch {self.epoch}/{self.epochs}: train loss {self.train_loss:.4f} "
-            f"F1 {self.train_f1:.3f}, {val}, {self.samples_per_s:.1f} samples/s"
-            + (" (best)" if self.best else "")
+            f"pixel F1 {self.train_f1:.3f}, {val}, lr {self.learning_rate:.2g}, "
+            f"{self.samples_per_s:.1f} samples/s" + (" (best)" if self.best else "")
         )
 
 
@@ -161,6 +181,12 @@ class TrainingSummary:
         ``"val_loss"``, or ``"train_loss"`` without eval samples.
     best_val_f1
         Pixel F1 at 0.5 of the best epoch on the eval stack (NaN without eval samples).
+    best_val_event_f1
+        Event-level F1 at 0.5 of the best epoch (NaN without eval samples).
+    stopped_early
+        True when ``patience`` epochs passed without improvement before ``epochs``.
+    log_dir
+        The TensorBoard folder.
     """
 
     epochs: int
@@ -176,11 +202,15 @@ class TrainingSummary:
     precision: str
     monitor: str
     best_val_f1: float
+    best_val_event_f1: float = math.nan
+    stopped_early: bool = False
+    log_dir: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for YAML."""
         data = asdict(self)
         data["model_dir"] = str(self.model_dir)
+        data["log_dir"] = None if self.log_dir is None else str(self.log_dir)
         return data
 
 
@@ -314,6 +344,9 @@ def predict(
         ``N×H×W`` float32 in [0, 1].
     """
     device = resolve_device(device)
+    wanted = int(getattr(model, "in_channels", images.shape[1]))
+    if images.shape[1] > wanted:  # a training set of longer windows: the latest frames
+        images = images[:, -wanted:]
     was_training = model.training
     model.eval()
     dtype = torch.float16 if device.type == "cuda" else None
@@ -381,6 +414,10 @@ class _Board:
             return
         self.writer = SummaryWriter(log_dir=str(folder))
 
+    def batch_loss(self, step: int, loss: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar("loss/train_batch", loss, step)
+
     def text(self, tag: str, text: str) -> None:
         if self.writer is not None:
             self.writer.add_text(tag, text, 0)
@@ -393,6 +430,7 @@ class _Board:
         self.writer.add_scalar("f1_at_0.5/train", result.train_f1, step)
         if not math.isnan(result.val_loss):
             self.writer.add_scalar("loss/val", result.val_loss, step)
+            self.writer.add_scalar("event_f1_at_0.5/val", result.val_event_f1, step)
             self.writer.add_scalar("f1_at_0.5/val", result.val_f1, step)
             self.writer.add_scalar("precision_at_0.5/val", result.val_precision, step)
             self.writer.add_scalar("recall_at_0.5/val", result.val_recall, step)
@@ -420,22 +458,24 @@ class _Board:
             self.writer.close()
 
 
+_COUNT_FIELDS = ("val_event_tp", "val_event_fp", "val_event_fn", "val_event_tn")
+
+
+def _history_cell(key: str, value: Any) -> str | int:
+    if key in ("epoch", "best"):
+        return int(value)
+    if key in _COUNT_FIELDS:
+        return "" if value < 0 else int(value)
+    return "" if math.isnan(value) else f"{value:.6g}"
+
+
 def _write_history(path: Path, rows: list[EpochResult]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         values = asdict(row)
-        writer.writerow(
-            {
-                key: (
-                    int(values[key])
-                    if key in ("epoch", "best")
-                    else ("" if math.isnan(values[key]) else f"{values[key]:.6g}")
-                )
-                for key in HISTORY_FIELDS
-            }
-        )
+        writer.writerow({key: _history_cell(key, values[key]) for key in HISTORY_FIELDS})
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -475,9 +515,84 @@ def _write_model_files(
             shutil.copyfile(prompt, tmp)
 
 
+def positive_samples(masks: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Boolean per sample: does its mask hold any ground-truth signal (read in chunks)."""
+    flags = np.zeros(len(masks), dtype=bool)
+    for start in range(0, len(masks), chunk):
+        block = np.asarray(masks[start : start + chunk])
+        flags[start : start + len(block)] = block.reshape(len(block), -1).max(axis=1) > 0
+    return flags
+
+
+def oversampling_weights(positive: np.ndarray, minimum_fraction: float) -> np.ndarray:
+    """Per-sample drawing weights giving positives at least ``minimum_fraction`` of the draws.
+
+    Without positives, or when they already make up that share, every sample weighs 1.
+    """
+    weights = np.ones(len(positive), dtype=np.float64)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0 or n_pos / len(positive) >= minimum_fraction:
+        return weights
+    # w·n_pos / (w·n_pos + n_neg) = f  →  w = f·n_neg / ((1 − f)·n_pos)
+    weights[positive] = minimum_fraction * n_neg / ((1.0 - minimum_fraction) * n_pos)
+    return weights
+
+
+class EpochSampler(Sampler[int]):
+    """One epoch's order over the augmented dataset: a permutation, or — with oversampling
+    weights — ``len(dataset)`` draws with replacement; seeded per epoch by the session."""
+
+    def __init__(self, n_items: int, copies: int, weights: np.ndarray | None, generator):
+        self.n_items = n_items
+        self.copies = copies
+        self.weights = (
+            None if weights is None else torch.as_tensor(weights).repeat_interleave(copies)
+        )
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def __iter__(self) -> Iterator[int]:
+        if self.weights is None:
+            order = torch.randperm(self.n_items, generator=self.generator)
+        else:
+            order = torch.multinomial(
+                self.weights, self.n_items, replacement=True, generator=self.generator
+            )
+        return iter(order.tolist())
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One pass over the eval stack.
+
+    Attributes
+    ----------
+    loss, precision, recall, f1
+        Mean loss and pixel-wise metrics at probability 0.5.
+    sample_max
+        Per eval sample, the maximum of its probability map.
+    event_counts
+        ``(tp, fp, fn, tn)`` at 0.5 per eval event (the microscope's rule: an event is
+        predicted when the maximum over its samples passes 0.5).
+    event_f1
+        F1 of those counts.
+    """
+
+    loss: float
+    precision: float
+    recall: float
+    f1: float
+    sample_max: np.ndarray
+    event_counts: tuple[int, int, int, int]
+    event_f1: float
+
+
 class TrainingSession:
-    """The model, optimiser and data path of one training — what :func:`train` runs, and what
-    the training benchmark times step by step.
+    """The model, optimiser, schedule and data path of one training — what :func:`train`
+    runs, and what the training benchmark times step by step.
 
     Use :func:`prepare_training` to build one.
     """
@@ -493,6 +608,13 @@ class TrainingSession:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.parameters = count_parameters(self.model)
+        self.positive = positive_samples(data.train_masks)
+        self.positive_prior = _pixel_prior(data.train_masks)
+        self.output_bias = (
+            set_output_prior(self.model, self.positive_prior)
+            if settings.output_bias_prior
+            else None
+        )
         self.loss_fn = build_loss(settings)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
@@ -511,15 +633,27 @@ class TrainingSession:
             params=AugmentationParams.from_settings(settings),
             seed=settings.seed,
         )
+        fraction = resolved_positive_fraction(settings)
+        weights = oversampling_weights(self.positive, fraction) if fraction > 0 else None
+        if weights is not None and np.all(weights == 1.0):
+            weights = None
+        self.oversampled = weights is not None
         self.shuffle_generator = torch.Generator()
+        self.sampler = EpochSampler(
+            len(self.dataset), self.dataset.copies, weights, self.shuffle_generator
+        )
         self.loader = DataLoader(
             self.dataset,
             batch_size=settings.batch_size,
-            sampler=RandomSampler(self.dataset, generator=self.shuffle_generator),
+            sampler=self.sampler,
             num_workers=_default_workers(device, settings.num_workers),
             pin_memory=device.type == "cuda",
             drop_last=False,
         )
+        self.steps_per_epoch = len(self.loader)
+        self.scheduler = _build_scheduler(self.optimizer, settings, self.steps_per_epoch)
+        self.global_step = 0
+        self.batch_log: Callable[[int, float], None] | None = None
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         """An input batch on the training device, in the model's memory format."""
@@ -533,15 +667,23 @@ class TrainingSession:
             logits = self.model(x)
         loss = self.loss_fn(logits, y)
         self.scaler.scale(loss).backward()
+        if self.settings.gradient_clip_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.settings.gradient_clip_norm
+            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.settings.lr_schedule == "onecycle":
+            self.scheduler.step()
+        self.global_step += 1
         return logits.detach(), loss.detach()
 
     def steps(self, epoch: int, counts: PixelCounts) -> Iterator[int]:
         """Run one epoch's training steps lazily, yielding each batch's size after its step.
 
-        The data path (augmented dataset, DataLoader, transfer) and the step, exactly as
-        :meth:`train_epoch` runs them; loss and pixel counts accumulate into ``counts``.
+        The data path (augmented dataset, sampler, DataLoader, transfer) and the step, exactly
+        as :meth:`train_epoch` runs them; loss and pixel counts accumulate into ``counts``.
         """
         self.dataset.set_epoch(epoch)
         self.shuffle_generator.manual_seed(self.settings.seed * 1_000_003 + epoch)
@@ -551,6 +693,9 @@ class TrainingSession:
             y = y.to(self.device, non_blocking=True)
             logits, loss = self.train_step(x, y)
             counts.add(logits, y, loss)
+            frequency = self.settings.log_batch_frequency
+            if self.batch_log is not None and frequency and self.global_step % frequency == 0:
+                self.batch_log(self.global_step, float(loss))
             yield int(x.shape[0])
 
     def train_epoch(self, epoch: int, max_steps: int | None = None) -> tuple[PixelCounts, float]:
@@ -568,24 +713,84 @@ class TrainingSession:
         return counts, time.perf_counter() - tick
 
     @torch.no_grad()
-    def validate(self) -> PixelCounts:
-        """Loss and pixel counts on the eval stack (no augmentation)."""
+    def validate(self) -> Validation:
+        """Loss, pixel metrics and event-level counts on the eval stack (no augmentation)."""
         self.model.eval()
         counts = PixelCounts(self.device)
         data, batch_size = self.data, self.settings.batch_size
+        maxima = []
+        truth = []
         for x, y in eval_batches(data.eval_images, data.eval_masks, batch_size):
             x = self.to_device(x)
             y = y.to(self.device, non_blocking=True)
             with _autocast(self.device, self.dtype):
                 logits = self.model(x)
             counts.add(logits, y, self.loss_fn(logits, y))
-        return counts
+            maxima.append(torch.sigmoid(logits.float().amax(dim=(1, 2, 3))).cpu().numpy())
+            truth.append(y.amax(dim=(1, 2, 3)).cpu().numpy())
+        loss, precision, recall, f1 = counts.result()
+        sample_max = np.concatenate(maxima) if maxima else np.zeros(0, dtype=np.float32)
+        truth_max = np.concatenate(truth) if truth else np.zeros(0, dtype=np.float32)
+        if len(sample_max):
+            event = event_counts(sample_max, truth_max, data.eval_groups, 0.5)
+            event_tuple = (event.tp, event.fp, event.fn, event.tn)
+            event_f1 = f1_from_counts(event.tp, event.fp, event.fn)
+        else:
+            event_tuple, event_f1 = (0, 0, 0, 0), math.nan
+        return Validation(loss, precision, recall, f1, sample_max, event_tuple, float(event_f1))
+
+    def end_of_epoch(self, monitored: float) -> None:
+        """Advance a plateau schedule with the monitored validation loss."""
+        if self.settings.lr_schedule == "plateau" and math.isfinite(monitored):
+            self.scheduler.step(monitored)
+
+    def learning_rate(self) -> float:
+        """The optimiser's current learning rate."""
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def save(self, path: Path, epoch: int, score: float) -> None:
         """Write a checkpoint (see :func:`load_model`)."""
         _save_checkpoint(
             path, self.model, self.settings, self.in_channels, epoch, score, self.data.manifest_id
         )
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights (kept in memory for restoring the best epoch)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        """Load weights saved by :meth:`state`."""
+        self.model.load_state_dict(state)
+
+
+def resolved_positive_fraction(settings: TrainingSettings) -> float:
+    """The minimum share of positive samples drawn per epoch (``positive_fraction``, else
+    :data:`DEFAULT_POSITIVE_FRACTION`)."""
+    fraction = settings.positive_fraction
+    return DEFAULT_POSITIVE_FRACTION if fraction is None else float(fraction)
+
+
+def _pixel_prior(masks: np.ndarray, chunk: int = 256) -> float:
+    """Mean ground-truth value over the training masks: the positive pixel prior."""
+    total = 0.0
+    for start in range(0, len(masks), chunk):
+        total += float(np.asarray(masks[start : start + chunk], dtype=np.float64).sum())
+    size = masks.size if len(masks) else 1
+    return total / size
+
+
+def _build_scheduler(optimizer, settings: TrainingSettings, steps_per_epoch: int):
+    if settings.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
+        )
+    if settings.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=settings.initial_learning_rate,
+            total_steps=max(1, settings.epochs * steps_per_epoch),
+        )
+    return None
 
 
 def prepare_training(
@@ -606,11 +811,12 @@ def prepare_training(
         raise ValueError(f"settings ask for backend {settings.backend!r}; this is the torch one")
     data = training_set if isinstance(training_set, TrainingArrays) else None
     data = data or TrainingArrays.load(training_set)
-    if data.n_timepoints != settings.n_timepoints:
+    if data.n_timepoints < settings.n_timepoints:
         raise ValueError(
             f"{data.path}: samples have {data.n_timepoints} frame(s) but the settings say "
             f"n_timepoints: {settings.n_timepoints}"
         )
+    data = data.with_frames(settings.n_timepoints)
     if settings.nb_input_channels is not None and settings.nb_input_channels != data.n_timepoints:
         raise ValueError(
             f"{data.path}: samples have {data.n_timepoints} channel(s) but the settings say "
@@ -667,25 +873,51 @@ def train(
     model_dir = Path(model_dir).resolve()
     model_dir.mkdir(parents=True, exist_ok=True)
     _write_model_files(model_dir, data.path, settings, data.manifest_id)
+    for note in settings.effect_notes():
+        log(note)
 
     log_indices = _pick_log_samples(data.eval_masks, settings.n_log_images)
     log_images = np.array(data.eval_images[log_indices]) if len(log_indices) else None
     log_masks = np.array(data.eval_masks[log_indices]) if len(log_indices) else None
     monitor = "val_loss" if len(data.eval_images) else "train_loss"
-    board = _Board(model_dir / "logs", log)
+    log_dir = model_dir / settings.log_dir
+    board = _Board(log_dir, log)
+    session.batch_log = board.batch_loss
     board.text("settings", "```\n" + yaml.safe_dump(settings.as_dict(), sort_keys=False) + "```")
+    n_positive = int(session.positive.sum())
     log(
         f"training {settings.model} ({session.parameters:,} parameters) on {session.device} "
-        f"({session.precision}): {len(data.train_images)} training samples × "
-        f"{session.dataset.copies} copies, {len(data.eval_images)} eval samples, "
-        f"{settings.epochs} epochs"
+        f"({session.precision}): {len(data.train_images)} training samples "
+        f"({n_positive} with events, {len(data.train_images) - n_positive} without) × "
+        f"{session.dataset.copies} copies"
+        + (
+            f", positives drawn ≥ {resolved_positive_fraction(settings):.0%}"
+            if session.oversampled
+            else ""
+        )
+        + f", {len(data.eval_images)} eval samples, up to {settings.epochs} epochs, "
+        f"{settings.lr_schedule} learning rate from {settings.initial_learning_rate:g}"
+        + (
+            f", early stop after {settings.patience} epochs without improvement"
+            if settings.patience
+            else ""
+        )
         + ("" if monitor == "val_loss" else "; no eval samples: best epoch by training loss")
     )
+    if session.output_bias is not None:
+        log(
+            f"output bias {session.output_bias:.2f}: the untrained model predicts the positive "
+            f"pixel prior {session.positive_prior:.2e}"
+        )
 
     history: list[EpochResult] = []
     best_loss = math.inf
     best_epoch = 0
     best_f1 = math.nan
+    best_event_f1 = math.nan
+    best_state = None
+    since_best = 0
+    stopped_early = False
     train_seconds = 0.0
     train_count = 0
     try:
@@ -699,40 +931,70 @@ def train(
                     f"training loss became {train_loss} in epoch {epoch}; lower "
                     f"initial_learning_rate ({settings.initial_learning_rate})"
                 )
-            val_loss, val_precision, val_recall, val_f1 = session.validate().result()
-            score = val_loss if monitor == "val_loss" else train_loss
-            improved = score < best_loss
+            last = epoch == settings.epochs
+            validated = monitor == "val_loss" and (epoch % settings.val_frequency == 0 or last)
+            validation = session.validate() if validated else None
+            if monitor == "train_loss":
+                score = train_loss
+            else:
+                score = validation.loss if validation is not None else math.nan
+            improved = math.isfinite(score) and score < best_loss
             if improved:
-                best_loss, best_epoch, best_f1 = score, epoch, val_f1
+                best_loss, best_epoch = score, epoch
+                if validation is not None:
+                    best_f1, best_event_f1 = validation.f1, validation.event_f1
+                best_state = session.state()
                 session.save(model_dir / "model_best.pt", epoch, score)
-            session.save(model_dir / "model_last.pt", epoch, score)
+                since_best = 0
+            elif math.isfinite(score):
+                since_best += settings.val_frequency if monitor == "val_loss" else 1
+            if math.isfinite(score):
+                session.end_of_epoch(score)
+            stop = bool(settings.patience) and since_best >= settings.patience and not last
+            if epoch % settings.save_frequency == 0 or last or stop:
+                session.save(model_dir / "model_last.pt", epoch, score)
+            counts = validation.event_counts if validation is not None else (-1, -1, -1, -1)
             result = EpochResult(
                 epoch=epoch,
                 epochs=settings.epochs,
                 train_loss=train_loss,
                 train_f1=train_f1,
-                val_loss=val_loss,
-                val_precision=val_precision,
-                val_recall=val_recall,
-                val_f1=val_f1,
-                learning_rate=float(session.optimizer.param_groups[0]["lr"]),
+                val_loss=validation.loss if validation is not None else math.nan,
+                val_precision=validation.precision if validation is not None else math.nan,
+                val_recall=validation.recall if validation is not None else math.nan,
+                val_f1=validation.f1 if validation is not None else math.nan,
+                learning_rate=session.learning_rate(),
                 seconds=seconds,
                 samples_per_s=train_counts.samples / seconds if seconds > 0 else math.nan,
                 best=improved,
+                val_event_f1=validation.event_f1 if validation is not None else math.nan,
+                val_event_tp=counts[0],
+                val_event_fp=counts[1],
+                val_event_fn=counts[2],
+                val_event_tn=counts[3],
             )
             history.append(result)
             _write_history(model_dir / "history.csv", history)
             board.epoch(result)
-            if log_images is not None:
+            if log_images is not None and validated:
                 probabilities = predict(
                     session.model, log_images, settings.batch_size, session.device
                 )
                 board.panels(log_images, log_masks, probabilities, epoch)
             if progress is not None:
                 progress(result)
+            if stop:
+                stopped_early = True
+                log(
+                    f"early stop after epoch {epoch}: no improvement of {monitor} for "
+                    f"{since_best} epochs; the best epoch {best_epoch} is kept"
+                )
+                break
     finally:
         board.close()
 
+    if best_state is not None:
+        session.restore(best_state)
     with atomic_path(model_dir / "model.pt") as tmp:
         shutil.copyfile(model_dir / "model_best.pt", tmp)
     summary = TrainingSummary(
@@ -749,6 +1011,9 @@ def train(
         precision=session.precision,
         monitor=monitor,
         best_val_f1=float(best_f1),
+        best_val_event_f1=float(best_event_f1),
+        stopped_early=stopped_early,
+        log_dir=log_dir,
     )
     atomic_write_text(
         model_dir / "training_summary.yaml", yaml.safe_dump(summary.as_dict(), sort_keys=False)
@@ -759,9 +1024,9 @@ def train(
 # -- command line / Dagster Pipes ------------------------------------------------------------
 
 
-def tensorboard_command(model_dir: str | Path) -> str:
-    """The command that shows a model folder's TensorBoard logs."""
-    return f"tensorboard --logdir {Path(model_dir) / 'logs'}"
+def tensorboard_command(model_dir: str | Path, log_dir: str | Path = "logs") -> str:
+    """The command that shows a model folder's TensorBoard logs (``log_dir`` inside it)."""
+    return f"tensorboard --logdir {Path(model_dir) / log_dir}"
 
 
 def _metadata(summary: TrainingSummary) -> dict[str, Any]:
@@ -774,7 +1039,10 @@ def _metadata(summary: TrainingSummary) -> dict[str, Any]:
         "precision": summary.precision,
         "parameters": summary.parameters,
         "model_dir": {"raw_value": str(summary.model_dir), "type": "path"},
-        "tensorboard": {"raw_value": tensorboard_command(summary.model_dir), "type": "text"},
+        "tensorboard": {
+            "raw_value": tensorboard_command(summary.model_dir, summary.log_dir or "logs"),
+            "type": "text",
+        },
         "train_samples": summary.train_samples,
         "eval_samples": summary.eval_samples,
         "training_seconds": round(summary.seconds, 1),
@@ -893,10 +1161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TrainingSettingsInvalid, ValueError, FileNotFoundError, DeviceBusyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    board = tensorboard_command(summary.model_dir, summary.log_dir or "logs")
     say(
         f"done: {summary.epochs} epochs, best {summary.monitor} {summary.best_val_loss:.4f} "
         f"(epoch {summary.best_epoch}), {summary.samples_per_s:.1f} samples/s on "
-        f"{summary.device}; model in {summary.model_dir}\n{tensorboard_command(summary.model_dir)}"
+        f"{summary.device}; model in {summary.model_dir}\n{board}"
     )
     return 0
 

@@ -1,0 +1,1 @@
+"""Helpers that build realistic data for tests, benchmarks and the demo (no Dagster)."""

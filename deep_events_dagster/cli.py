@@ -322,6 +322,10 @@ def catalog_import(settings: PlatformSettings, folder: Path, collection: str) ->
         f"{report.imported} event folders imported into {collection} "
         f"({report.inserted} new, {report.updated} updated), {len(report.problems)} failed"
     )
+    print(
+        f"fps corrected in {report.fps_corrected} documents (frame interval in seconds "
+        "rewritten as frames per second; old value kept in fps_as_written)"
+    )
     return 1 if report.problems else 0
 
 
@@ -353,40 +357,71 @@ def train_job_definition(settings_key: str = ""):
 
 
 def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = False) -> int:
-    """Register the file's training runs, run them, print where models and evaluations are."""
+    """Validate a settings file, register its training runs, run them, print a summary per run.
+
+    The whole file is validated first (``ml.config.load_validated_training_file``): a wrong key
+    or value prints one line naming the file, the key and what is allowed, on stderr, and
+    returns 2 before anything is registered, copied or built.
+
+    Returns
+    -------
+    int
+        0 when every run succeeded, 1 when a run failed, 2 for an unusable settings file.
+    """
     import filecmp
 
-    import dagster as dg
-
     from deep_events_dagster.core.errors import InputError
-    from deep_events_dagster.core.training_settings import load_training_file
-    from deep_events_dagster.defs.training import TRAINING_RUNS
+    from deep_events_dagster.ml.config import load_validated_training_file
 
-    prepare_home(settings)
     if not settings_file.is_file():
         print(f"{settings_file}: no such settings file", file=sys.stderr)
         return 2
-    folder = settings.training_settings_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / settings_file.name
-    if settings_file.resolve() != target.resolve():
-        if target.exists() and not filecmp.cmp(settings_file, target, shallow=False):
-            print(f"replacing {target} with {settings_file}")
-        _copy_settings_file(settings_file, target)
     try:
-        specs = load_training_file(target)
+        load_validated_training_file(settings_file)
     except InputError as exc:
-        print(str(exc), file=sys.stderr)
+        print(_one_line(exc), file=sys.stderr)
         return 2
-    keys = [s.partition_key for s in specs]
+
+    import dagster as dg
+
+    from deep_events_dagster.defs.training import TRAINING_RUNS, TrainingResource
+
+    prepare_home(settings)
+    folder = settings.training_settings_dir
+    target = folder / settings_file.name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if settings_file.resolve() != target.resolve():
+            if target.exists() and not filecmp.cmp(settings_file, target, shallow=False):
+                print(f"replacing {target} with {settings_file}")
+            _copy_settings_file(settings_file, target)
+        runs = load_validated_training_file(target)
+    except OSError as exc:
+        print(f"{target}: cannot copy the settings file there: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        return 2
+    keys = [run.partition_key for run in runs]
     with dg.DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions(TRAINING_RUNS))
         new = [k for k in keys if k not in known]
         if new:
             instance.add_dynamic_partitions(TRAINING_RUNS, new)
-    print(f"{len(specs)} training run(s) in {target}", flush=True)
+    print(f"{len(runs)} training run(s) in {target}", flush=True)
+    resource = TrainingResource(
+        home=str(settings.home), settings_dir=str(settings.training_settings_dir)
+    )
+    notes = [
+        note
+        for run in runs
+        for note in run.settings.effect_notes(training_sets=resource.training_root(run.spec))
+    ]
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}", flush=True)
     failed = 0
-    for spec in specs:
+    for run in runs:
+        spec = run.spec
         with dg.DagsterInstance.get() as instance:
             result = dg.execute_job(
                 _reconstructable_job("train_job_definition"),
@@ -404,13 +439,59 @@ def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = Fa
                 failed += 1
                 print(f"FAILED  {spec.partition_key}: {_failure_message(result)}", flush=True)
                 continue
-        run_folder = _training_run_folder(settings, spec)
-        model = _pointer(run_folder / "model.yaml")
+        model = _pointer(_training_run_folder(settings, spec) / "model.yaml")
         print(f"ok      {spec.partition_key}")
-        print(f"  model:      {model.get('path')}")
-        print(f"  evaluation: {Path(model.get('path', '')) / 'evaluation.yaml'}")
-        print(f"  tensorboard --logdir {Path(model.get('path', '')) / 'logs'}")
+        if model.get("path"):
+            model_dir = Path(model["path"])
+            print(f"  {_evaluation_summary(model_dir / 'evaluation.yaml')}")
+            print(f"  model:       {model_dir}")
+            print(f"  tensorboard --logdir {run.settings.tensorboard_dir(model_dir)}")
+        else:
+            print("  no model folder recorded (see the run in the Dagster UI)")
+    if failed:
+        print(f"{failed} of {len(runs)} training runs failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error message on one line (user errors never print a traceback)."""
+    return " ".join(str(exc).split())
+
+
+def _evaluation_summary(path: Path) -> str:
+    """``events at threshold 0.42: precision 0.91, recall 0.80, F1 0.85`` from a model folder's
+    ``evaluation.yaml`` (whatever part of it is there)."""
+    import yaml
+
+    if not path.is_file():
+        return f"evaluation: none yet ({path})"
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        values = None
+    if not isinstance(values, dict):
+        return f"evaluation: cannot read {path}"
+
+    def number(key: str) -> str | None:
+        value = values.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"{value:.3f}" if isinstance(value, float) else str(value)
+        return None
+
+    scores = [
+        f"{label} {text}"
+        for label, key in (("precision", "precision"), ("recall", "recall"), ("F1", "f1"))
+        if (text := number(key)) is not None
+    ]
+    if not scores:
+        return f"evaluation: no precision/recall/F1 in {path}"
+    unit = values.get("unit")
+    what = {"event": "events", "frame": "frames", "pixel": "pixels"}.get(unit, "evaluation")
+    if not unit:
+        what = "evaluation (unit not recorded)"
+    threshold = number("threshold")
+    at = f" at threshold {threshold}" if threshold is not None else ""
+    return f"{what}{at}: {', '.join(scores)}  ({path})"
 
 
 def _copy_settings_file(source: Path, target: Path) -> None:
@@ -502,8 +583,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", parents=[home_parent], help="synthetic data, ingested")
     p.add_argument("--workers", type=int, default=2)
 
-    p = commands.add_parser("train", parents=[home_parent], help="train from a settings file")
-    p.add_argument("settings_file", type=Path, metavar="SETTINGS.yaml")
+    p = commands.add_parser(
+        "train",
+        parents=[home_parent],
+        help="train from a settings file",
+        description="Validate a scheduled settings file (a wrong key or value stops here, "
+        "with one line), then build each run's training set, train and evaluate the model; "
+        "ends with event-level precision/recall/F1, the model folder and the TensorBoard "
+        "command per run.",
+    )
+    p.add_argument(
+        "settings_file",
+        type=Path,
+        metavar="SETTINGS.yaml",
+        help="the original's scheduled settings format (see README: Training from the catalog)",
+    )
     p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
 
     p = commands.add_parser("synth", help="write a synthetic acquisition tree")

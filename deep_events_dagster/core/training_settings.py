@@ -29,7 +29,9 @@ Compatibility with the original files:
   run's settings (``subset`` becomes ``subset_fraction``); a value that disagrees with the
   settings is an error.
 
-The training settings themselves stay a plain mapping here: ``ml/config.py`` validates them.
+The training settings themselves stay a plain mapping here: ``ml/config.py`` validates them
+(``load_validated_training_file`` / ``load_validated_training_folder``: the whole file, when it
+is read). Every message is one line that starts with the file's path.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -421,8 +423,19 @@ def load_training_file(path: str | Path) -> list[TrainingRunSpec]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise TrainingSettingsError(path, f"malformed YAML: {exc}") from exc
+        raise TrainingSettingsError(path, f"malformed YAML: {_yaml_problem(exc)}") from exc
     return parse_training_settings(data, path)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where (1-based line and column) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    what = f"{context}, {problem}" if context else problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {' '.join(what.split())}"
 
 
 @dataclass(frozen=True)
@@ -448,10 +461,21 @@ class TrainingFolder:
         return next((s for s in self.specs if s.partition_key == partition_key), None)
 
 
-def load_training_folder(folder: str | Path) -> TrainingFolder:
+def load_training_folder(
+    folder: str | Path, *, check: Callable[[list[TrainingRunSpec]], object] | None = None
+) -> TrainingFolder:
     """Read every settings file of ``folder`` (a missing folder defines no runs).
 
     One malformed file never hides the runs of the others: see :class:`TrainingFolder`.
+
+    Parameters
+    ----------
+    folder
+        The settings folder.
+    check
+        Called with each readable file's runs before they are kept; an :class:`InputError`
+        it raises leaves the file out like a malformed one (its message becomes a problem and
+        the file holds no partition keys). ``ml.config`` validates the settings with it.
     """
     folder = Path(folder)
     paths = (
@@ -465,7 +489,9 @@ def load_training_folder(folder: str | Path) -> TrainingFolder:
     for path in paths:
         try:
             file_specs = load_training_file(path)
-        except TrainingSettingsError as exc:
+            if check is not None:
+                check(file_specs)
+        except InputError as exc:
             problems.append(str(exc))
             continue
         for spec in file_specs:

@@ -37,20 +37,28 @@ class TrainingResource(dg.ConfigurableResource):
         return Path(self.settings_dir) if self.settings_dir else Path(self.home) / "training"
 
     def runs(self):
-        """Every (file, prompt) training run of the settings folder, and the problems of the
-        files that could not be read (see ``core.training_settings.load_training_folder``)."""
-        from deep_events_dagster.core.training_settings import load_training_folder
+        """Every (file, prompt) training run of the settings folder's valid files, with its
+        validated settings, and one line per file left out (unreadable, malformed or invalid
+        settings; see ``ml.config.load_validated_training_folder``)."""
+        from deep_events_dagster.ml.config import load_validated_training_folder
 
-        return load_training_folder(self.settings_folder())
+        return load_validated_training_folder(self.settings_folder())
 
     def spec(self, partition_key: str):
-        """The training run behind a partition key."""
+        """The training run behind a partition key (``core.training_settings.TrainingRunSpec``)."""
+        return self.run(partition_key).spec
+
+    def run(self, partition_key: str):
+        """The training run behind a partition key with its validated settings
+        (``ml.config.ValidatedRun``); a ``dg.Failure`` naming the file's problem when its
+        file is gone or no longer valid."""
         runs = self.runs()
-        spec = runs.spec(partition_key)
-        if spec is not None:
-            return spec
+        run = runs.run(partition_key)
+        if run is not None:
+            return run
         stem = partition_key.split("/", 1)[0]
-        related = [p for p in runs.problems if stem in p]
+        related = [p for p in runs.problems if Path(p.split(": ", 1)[0]).stem == stem]
+        related = related or [p for p in runs.problems if stem in p]
         raise dg.Failure(
             description=(
                 f"training run {partition_key!r} is not defined by any settings file in "
@@ -97,7 +105,10 @@ def training_set(
     Content-addressed: the same events and parameters reuse the same folder."""
     from deep_events_dagster.core.training_set import build_training_set, montage
 
-    spec = training.spec(context.partition_key)
+    run = training.run(context.partition_key)
+    spec = run.spec
+    for note in run.settings.effect_notes(training_sets=training.training_root(spec)):
+        context.log.info(note)
     db = catalog.open()
     try:
         documents = db.find(spec.collection, spec.db_prompt)
@@ -217,32 +228,48 @@ def trained_model(
     partitions_def=training_runs_partitions,
     group_name=TRAINING_GROUP,
     deps=[trained_model],
-    code_version="1",
+    code_version="2",
     kinds={"pytorch"},
 )
 def model_evaluation(
     context: dg.AssetExecutionContext, training: TrainingResource
 ) -> dg.MaterializeResult:
-    """Predictions on the held-out events, a threshold sweep (0.05–1.0, 96 steps) with
-    precision, recall, F1, MCC, weighted MCC, kappa, specificity, NPV and F-beta (β = 0.1);
-    the threshold maximising F-beta is kept. Writes evaluation.yaml and perf.png."""
-    from deep_events_dagster.ml.evaluate import evaluate_model_folder
+    """Predictions on the held-out events, evaluated as the microscope decides: an event is
+    predicted positive when the maximum of its probability maps is > the threshold. Threshold
+    sweep (0.05–1.0, 96 steps) of precision, recall, F1, MCC, weighted MCC, kappa, specificity,
+    NPV and F-beta (β = 0.1) per event, per frame and per pixel; the threshold maximising
+    event-level F-beta is kept. Writes evaluation.yaml and perf.png."""
+    from deep_events_dagster.ml.evaluate import evaluate_model_folder, units_markdown
 
     spec = training.spec(context.partition_key)
     pointer = _read_pointer(training.run_folder(spec) / "model.yaml", "trained model")
     summary = evaluate_model_folder(Path(pointer["path"]), device=training.device)
+    values = summary.values
     return dg.MaterializeResult(
         metadata={
             "evaluation": dg.MetadataValue.path(str(summary.evaluation_path)),
-            "threshold": summary.values["threshold"],
-            "fbeta": summary.values["fbeta"],
-            "f1": summary.values["f1"],
-            "precision": summary.values["precision"],
-            "recall": summary.values["recall"],
-            "mcc": summary.values["mcc"],
-            "eval_pixels": summary.values.get("n_pixels", 0),
+            "unit": values["unit"],
+            "grouping": values["grouping"],
+            "threshold": values["threshold"],
+            "precision": values["precision"],
+            "recall": values["recall"],
+            "f1": values["f1"],
+            "fbeta": values["fbeta"],
+            "mcc": values["mcc"],
+            "tp": values["tp"],
+            "fp": values["fp"],
+            "fn": values["fn"],
+            "tn": values["tn"],
+            "n_events": values["n_events"],
+            "n_positive_events": values["n_positive_events"],
+            "frame_f1": values["frame"]["f1"],
+            "pixel_f1": values["pixel"]["f1"],
+            "units": dg.MetadataValue.md(units_markdown(values)),
             "performance": dg.MetadataValue.md(
-                markdown_image(summary.plot_path.read_bytes(), "metrics vs threshold")
+                markdown_image(
+                    summary.plot_png or summary.plot_path.read_bytes(),
+                    "event-level metrics vs threshold, event max-score histogram",
+                )
             ),
         }
     )
@@ -267,7 +294,9 @@ def build_training_sensor(interval_seconds: int = 15) -> dg.SensorDefinition:
         description=(
             "Watches the training settings folder (<home>/training by default). Each db_prompt "
             "of each settings file is a partition of `training_runs`; a run is requested when "
-            "one is new or its prompt/settings changed."
+            "one is new or its prompt/settings changed. Each file is validated when read: a "
+            "file with a wrong key or value is logged (one line) and left out; the other "
+            "files' runs go ahead."
         ),
     )
     def training_settings_sensor(context: dg.SensorEvaluationContext, training: TrainingResource):

@@ -9,23 +9,58 @@ Keys that shape the *training set* (``n_timepoints``, ``fps``, ``train_val_split
 ``subset_fraction``, ``max_n_timepoints``, ``group_by_acquisition``, ``smooth``) are read by
 :func:`deep_events_dagster.core.training_set.build_training_set`; they are accepted here so one
 mapping describes the whole run, and the trainer only checks ``n_timepoints`` against the data.
+
+A whole settings file is validated when it is read (:func:`load_validated_training_file`,
+:func:`load_validated_training_folder`): a wrong key or value is one line naming the file, the
+key and what is allowed, before any training set is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deep_events_dagster.core.training_settings import (
+    TrainingRunSpec,
+    TrainingSettingsError,
+    load_training_file,
+    load_training_folder,
+)
+
 __all__ = [
+    "SETTING_ALIASES",
     "LossWeight",
     "TrainingSettings",
     "TrainingSettingsInvalid",
+    "ValidatedRun",
+    "ValidatedTrainingFolder",
     "load_settings_file",
+    "load_validated_training_file",
+    "load_validated_training_folder",
+    "validate_training_runs",
 ]
+
+# The original's other names of a setting (alias → field). Giving both with different values is
+# an error.
+SETTING_ALIASES = {
+    "subset": "subset_fraction",
+    "logdir": "log_dir",
+    "dataloader_workers": "num_workers",
+}
+_BACKEND_ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
+# Keys accepted for compatibility that change nothing: field → why (``{training_sets}`` is
+# filled in by :meth:`TrainingSettings.effect_notes`).
+_WITHOUT_EFFECT = {
+    "data_folder": "training sets are built from the catalog into {training_sets}",
+    "data_dir": "training sets are built from the catalog into {training_sets}",
+}
 
 
 class TrainingSettingsInvalid(ValueError):
@@ -84,16 +119,40 @@ class TrainingSettings(BaseModel):
     poisson_probability
         Share of augmented copies that get the noise (default 1: all, as the original).
     initial_learning_rate
-        Adam's learning rate.
+        Adam's (initial) learning rate.
     weight_decay
         Adam's L2 weight decay (the original's 1e-4).
     dropout_rate
         Dropout after every convolution block (0: none).
+    lr_schedule
+        ``"plateau"``: the learning rate drops when the validation loss stops improving
+        (ReduceLROnPlateau, as the original's TensorFlow code); ``"onecycle"``: one-cycle
+        schedule (as the original's torch code); ``"constant"``: no schedule.
+    gradient_clip_norm
+        Gradients are clipped to this global L2 norm; 0 = no clipping.
+    output_bias_prior
+        Initialise the last layer's bias from the training set's share of positive pixels
+        (``log(p / (1 − p))``), so training starts at the prior instead of 0.5.
+    positive_fraction
+        Minimum share in [0, 1] of positive samples per epoch, reached by oversampling the
+        positives; None: the trainer's default.
+    patience
+        Early stopping: training stops after this many epochs without improvement of the
+        monitored validation score and the best weights are restored; None: never stop early.
+    val_frequency
+        Validate every n epochs (the last epoch is always validated).
+    save_frequency
+        Write ``model_last.pt`` every n epochs (and after the last one).
+    log_batch_frequency
+        Log the training loss to TensorBoard every n batches; 0: per epoch only.
+    log_dir
+        TensorBoard folder inside the model folder (a relative path without ``..``); the
+        original's ``logdir`` is read as this.
     n_timepoints
         Frames per sample (checked against the training set's ``T``).
     subset_fraction
-        Training-set option (fraction of training events kept); the trainer uses every sample
-        the training set holds.
+        Training-set option (fraction (0, 1] of training events kept; the original's ``subset``,
+        where false/null mean 1); the trainer uses every sample the training set holds.
     train_val_split
         Training-set option: fraction of events held out for evaluation (the core's meaning,
         default 0.2).
@@ -107,12 +166,26 @@ class TrainingSettings(BaseModel):
         Keep activations channels-last (NHWC) in training: the same numbers, faster convolutions
         (oneDNN on CPU, tensor cores on GPU).
     num_workers
-        DataLoader worker processes; 0 (default) augments in the training process on the CPU,
-        and means "up to 4" on a GPU, where the model would otherwise wait for data.
+        DataLoader worker processes (the original's ``dataloader_workers``); 0 (default)
+        augments in the training process on the CPU, and means "up to 4" on a GPU, where the
+        model would otherwise wait for data.
     n_log_images
         Eval samples whose input, ground truth and prediction go to TensorBoard each epoch.
     nb_input_channels
         The original wrote this back into its settings; when given it must match the data.
+    fps
+        Training-set option: the frame rate (frames per second, like ``db.yaml``'s ``fps``)
+        the samples are taken at; None: every event at its own rate.
+    max_n_timepoints
+        Training-set option: the longest window the training set serves.
+    group_by_acquisition
+        Training-set option: keep each acquisition's events on one side of the split.
+    smooth
+        Training-set option: σ (pixels) of a Gaussian blur of the ground truth; 0 (or
+        false/null) = off.
+    data_folder, data_dir
+        Accepted and **without effect**: the original used them to find its training data; the
+        platform builds training sets from the catalog itself (see :meth:`effect_notes`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -132,6 +205,15 @@ class TrainingSettings(BaseModel):
     initial_learning_rate: float = Field(1e-4, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    lr_schedule: Literal["plateau", "onecycle", "constant"] = "plateau"
+    gradient_clip_norm: float = Field(1.0, ge=0.0)
+    output_bias_prior: bool = True
+    positive_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    patience: int | None = Field(15, ge=1)
+    val_frequency: int = Field(1, ge=1)
+    save_frequency: int = Field(1, ge=1)
+    log_batch_frequency: int = Field(0, ge=0)
+    log_dir: str = "logs"
     n_timepoints: int = Field(1, ge=1)
     subset_fraction: float = Field(1.0, gt=0.0, le=1.0)
     train_val_split: float = Field(0.2, ge=0.0, lt=1.0)
@@ -145,7 +227,10 @@ class TrainingSettings(BaseModel):
     fps: float | None = Field(None, gt=0.0)
     max_n_timepoints: int | None = Field(None, ge=1)
     group_by_acquisition: bool = False
-    smooth: Any = None
+    smooth: float = Field(0.0, ge=0.0)
+    # Accepted for the original's files, without effect.
+    data_folder: str | None = None
+    data_dir: str | None = None
 
     @field_validator("brightness_range", mode="before")
     @classmethod
@@ -162,6 +247,47 @@ class TrainingSettings(BaseModel):
             raise ValueError(f"must be [low, high] with 0 < low ≤ high, got {list(value)}")
         return value
 
+    @field_validator("smooth", mode="before")
+    @classmethod
+    def _smooth_off(cls, value: Any) -> Any:
+        if value is None or value is False:
+            return 0.0
+        if value is True:
+            raise ValueError("must be a σ in pixels ≥ 0 (false, null or 0: off), got true")
+        return value
+
+    @field_validator("subset_fraction", mode="before")
+    @classmethod
+    def _subset_all(cls, value: Any) -> Any:
+        return 1.0 if value is None or value is False else value
+
+    @field_validator("log_dir", "data_folder", "data_dir", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("log_dir")
+    @classmethod
+    def _relative_log_dir(cls, value: str) -> str:
+        text = value.strip()
+        if (
+            PurePosixPath(text).is_absolute()
+            or PureWindowsPath(text).is_absolute()
+            or PureWindowsPath(text).drive
+            or text.startswith(("\\", "~"))
+        ):
+            raise ValueError(
+                f"must be a folder inside the model folder (a relative path), got {value!r}"
+            )
+        parts = [p for p in re.split(r"[\\/]+", text) if p not in ("", ".")]
+        if ".." in parts:
+            raise ValueError(f"must stay inside the model folder (no '..'), got {value!r}")
+        if not parts:
+            raise ValueError(f"must name a folder inside the model folder, got {value!r}")
+        return "/".join(parts)
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainingSettings:
         if self.model == "bottleneck_lstm" and self.n_timepoints < 2:
@@ -170,8 +296,9 @@ class TrainingSettings(BaseModel):
 
     @classmethod
     def known_keys(cls) -> list[str]:
-        """Every accepted key (``subset``, the original's name, is read as subset_fraction)."""
-        return [*cls.model_fields, "subset"]
+        """Every accepted key: the fields and the original's aliases (``subset``, ``logdir``,
+        ``dataloader_workers``)."""
+        return [*cls.model_fields, *SETTING_ALIASES]
 
     @classmethod
     def from_mapping(
@@ -186,10 +313,16 @@ class TrainingSettings(BaseModel):
         source
             A file name to start error messages with.
 
+        Returns
+        -------
+        TrainingSettings
+            Its ``model_fields_set`` names the keys the mapping gave (aliases by their field).
+
         Raises
         ------
         TrainingSettingsInvalid
-            An unknown key (the message lists the known ones) or a bad value.
+            An unknown key (the message lists the known ones), a bad value (the message names
+            the key and what is allowed), or an alias disagreeing with its field; one line.
         """
         prefix = f"{source}: " if source else ""
         if values is None or values == "default":
@@ -199,31 +332,39 @@ class TrainingSettings(BaseModel):
                 f"{prefix}training settings must be a mapping, got {type(values).__name__}"
             )
         data = {str(k): v for k, v in values.items()}
-        if "subset" in data:
-            subset = data.pop("subset")
-            if subset is None or subset is False:
-                subset = 1.0
-            if "subset_fraction" in data and data["subset_fraction"] != subset:
-                raise TrainingSettingsInvalid(
-                    f"{prefix}subset ({subset}) and subset_fraction "
-                    f"({data['subset_fraction']}) disagree"
-                )
-            data["subset_fraction"] = subset
-        if data.get("backend") in ("pytorch",):
-            data["backend"] = "torch"
-        unknown = sorted(set(data) - set(cls.model_fields))
+        unknown = sorted(set(data) - set(cls.known_keys()))
         if unknown:
+            described = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, cls.known_keys(), n=1, cutoff=0.75)
+                described.append(f"{key} (did you mean {close[0]}?)" if close else key)
             raise TrainingSettingsInvalid(
-                f"{prefix}unknown training setting(s) {', '.join(unknown)}; known settings: "
-                f"{', '.join(sorted(cls.known_keys()))}"
+                f"{prefix}unknown training setting{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(described)}; allowed settings: {', '.join(sorted(cls.known_keys()))}"
             )
+        for alias, name in SETTING_ALIASES.items():
+            if alias not in data:
+                continue
+            value = data.pop(alias)
+            if name == "subset_fraction" and (value is None or value is False):
+                value = 1.0
+            if name in data:
+                other = data[name]
+                if name == "subset_fraction" and (other is None or other is False):
+                    other = 1.0
+                if other != value:
+                    raise TrainingSettingsInvalid(
+                        f"{prefix}training settings {alias} ({value!r}) and {name} "
+                        f"({data[name]!r}) disagree; "
+                        f"give one of them ({alias} is the original's name of {name})"
+                    )
+            data[name] = value
+        if isinstance(data.get("backend"), str):
+            data["backend"] = _BACKEND_ALIASES.get(data["backend"].lower(), data["backend"])
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-                for err in exc.errors()
-            )
+            problems = "; ".join(_describe_error(err) for err in exc.errors())
             raise TrainingSettingsInvalid(f"{prefix}invalid training settings: {problems}") from exc
 
     def as_dict(self) -> dict[str, Any]:
@@ -231,6 +372,56 @@ class TrainingSettings(BaseModel):
         data = self.model_dump(mode="json")
         data["brightness_range"] = list(self.brightness_range)
         return data
+
+    def effect_notes(self, training_sets: str | Path | None = None) -> list[str]:
+        """One line per key that was given but changes nothing (accepted for the original's
+        files), e.g. ``data_folder``.
+
+        Parameters
+        ----------
+        training_sets
+            Where this run's training sets go, named in the notes (default
+            ``<folder>/training_sets``).
+
+        Returns
+        -------
+        list of str
+            Empty when every given key has an effect.
+        """
+        where = str(training_sets) if training_sets is not None else "<folder>/training_sets"
+        notes = []
+        for name, why in _WITHOUT_EFFECT.items():
+            value = getattr(self, name)
+            if name in self.model_fields_set and value is not None:
+                notes.append(
+                    f"{name}: {value} is without effect — {why.format(training_sets=where)}"
+                )
+        return notes
+
+    def tensorboard_dir(self, model_dir: str | Path) -> Path:
+        """The TensorBoard folder of a model folder (``<model_dir>/<log_dir>``)."""
+        return Path(model_dir) / self.log_dir
+
+
+def _describe_error(err: Mapping[str, Any]) -> str:
+    """One pydantic error as ``key: what is wrong (got value)``."""
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+    message = str(err.get("msg", "invalid")).replace("\n", " ")
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if err.get("type") == "extra_forbidden":
+        parent = err["loc"][0] if len(err.get("loc", ())) > 1 else None
+        if parent == "weight":
+            return f"{loc}: unknown key; allowed keys of weight: alpha, gamma"
+        return f"{loc}: unknown key"
+    if loc == "weight" and err.get("type") == "model_type":
+        return f"weight: must be a mapping with alpha and gamma (got {err.get('input')!r})"
+    if loc == "settings":
+        return message
+    got = err.get("input")
+    if "got" in message or isinstance(got, Mapping):
+        return f"{loc}: {message}"
+    return f"{loc}: {message} (got {got!r})"
 
 
 def load_settings_file(path: str | Path) -> TrainingSettings:
@@ -247,3 +438,149 @@ def load_settings_file(path: str | Path) -> TrainingSettings:
     except (OSError, yaml.YAMLError) as exc:
         raise TrainingSettingsInvalid(f"{path}: cannot read training settings: {exc}") from exc
     return TrainingSettings.from_mapping(data, source=str(path))
+
+
+# -- whole settings files ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidatedRun:
+    """One training run of a settings file with its validated settings.
+
+    Attributes
+    ----------
+    spec
+        The run as the file defines it (``spec.settings`` is the raw mapping).
+    settings
+        ``spec.settings`` with the file's ``backend``, validated.
+    """
+
+    spec: TrainingRunSpec
+    settings: TrainingSettings
+
+    @property
+    def partition_key(self) -> str:
+        """The run's partition key (``<file stem>/<index>``)."""
+        return self.spec.partition_key
+
+
+def _backend_name(value: Any) -> Any:
+    return _BACKEND_ALIASES.get(value.lower(), value.lower()) if isinstance(value, str) else value
+
+
+def validate_training_runs(specs: Sequence[TrainingRunSpec]) -> list[ValidatedRun]:
+    """Validate every run's settings (merged with its file's ``backend``).
+
+    Parameters
+    ----------
+    specs
+        The runs of one settings file (:func:`core.training_settings.load_training_file`).
+
+    Returns
+    -------
+    list of ValidatedRun
+        In the order of ``specs``.
+
+    Raises
+    ------
+    TrainingSettingsError
+        One line naming the file, the key and what is allowed; a problem shared by several
+        runs (one ``settings:`` for a list of prompts) is said once.
+    """
+    runs: list[ValidatedRun] = []
+    problems: dict[str, list[int]] = {}
+    file = specs[0].file if specs else Path()
+    for spec in specs:
+        settings = dict(spec.settings)
+        given = settings.get("backend")
+        try:
+            if given is not None and _backend_name(given) != spec.backend:
+                raise TrainingSettingsInvalid(
+                    f"training setting backend {given!r} disagrees with the file's backend "
+                    f"{spec.backend!r}; give it once, at the top of the file"
+                )
+            settings["backend"] = spec.backend
+            runs.append(ValidatedRun(spec, TrainingSettings.from_mapping(settings)))
+        except TrainingSettingsInvalid as exc:
+            problems.setdefault(str(exc), []).append(spec.index)
+    if problems:
+        parts = []
+        for message, indexes in problems.items():
+            if len(indexes) == len(specs):
+                parts.append(message)
+            else:
+                which = ", ".join(str(i) for i in indexes)
+                parts.append(f"run{'s' if len(indexes) > 1 else ''} {which}: {message}")
+        raise TrainingSettingsError(file, "; ".join(parts))
+    return runs
+
+
+def load_validated_training_file(path: str | Path) -> list[ValidatedRun]:
+    """Read a training settings file and validate the whole of it.
+
+    Parameters
+    ----------
+    path
+        The settings file (see :mod:`deep_events_dagster.core.training_settings`).
+
+    Returns
+    -------
+    list of ValidatedRun
+        One per prompt, sorted by index.
+
+    Raises
+    ------
+    TrainingSettingsError
+        Unreadable or malformed file, unknown keys, bad values: one line that starts with the
+        file's path.
+    """
+    return validate_training_runs(load_training_file(path))
+
+
+@dataclass(frozen=True)
+class ValidatedTrainingFolder:
+    """The valid training runs of a settings folder, and what is wrong with the other files.
+
+    Attributes
+    ----------
+    runs
+        The runs of every valid file, files in name order.
+    problems
+        One line per file left out (unreadable, malformed or invalid settings; the other
+        files' runs are not affected) and per partition-key collision.
+    """
+
+    runs: tuple[ValidatedRun, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def specs(self) -> tuple[TrainingRunSpec, ...]:
+        """The runs' specs (as :class:`core.training_settings.TrainingFolder`)."""
+        return tuple(run.spec for run in self.runs)
+
+    def run(self, partition_key: str) -> ValidatedRun | None:
+        """The run with this partition key, or None."""
+        return next((r for r in self.runs if r.partition_key == partition_key), None)
+
+    def spec(self, partition_key: str) -> TrainingRunSpec | None:
+        """The spec of the run with this partition key, or None."""
+        run = self.run(partition_key)
+        return None if run is None else run.spec
+
+
+def load_validated_training_folder(folder: str | Path) -> ValidatedTrainingFolder:
+    """Read and validate every settings file of ``folder`` (a missing folder defines no runs).
+
+    A file whose settings are invalid is left out with one line in ``problems``, like an
+    unreadable one (:func:`core.training_settings.load_training_folder`); it does not hold
+    partition keys, so ``x.yml`` keeps its runs when ``x.yaml`` is invalid.
+    """
+    validated: dict[tuple[Path, int], TrainingSettings] = {}
+
+    def check(specs: list[TrainingRunSpec]) -> None:
+        for run in validate_training_runs(specs):
+            validated[(run.spec.file, run.spec.index)] = run.settings
+
+    loaded = load_training_folder(folder, check=check)
+    runs = tuple(ValidatedRun(s, validated[(s.file, s.index)]) for s in loaded.specs)
+    return ValidatedTrainingFolder(runs=runs, problems=loaded.problems)

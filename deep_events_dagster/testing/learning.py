@@ -6,7 +6,9 @@ mitochondria-like structures; each event is a spot on a tubule, about as bright 
 themselves, so it is visible but not simply the brightest thing), ingests them with the core
 ingestion steps (metadata, Gaussian ground truth, event folders with auto-negatives), and builds
 one training set whose ``eval`` split is exactly the held-out acquisitions: a model is measured
-on movies it never saw, never on its training data.
+on movies it never saw, never on its training data. The trainer picks its best epoch on that
+``eval`` split, so a third tree of *test* acquisitions (its own training-set folder holding only
+an ``eval`` stack) gives figures that took no part in any choice.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from deep_events_dagster.core.training_set import TrainingSetResult, build_train
 __all__ = ["LearningSet", "build_learning_set", "ingest_tree_documents"]
 
 HELD_OUT_SEED_OFFSET = 7919
+TEST_SEED_OFFSET = 15485863
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,10 @@ class LearningSet:
     training_set
         The training set: ``train`` split from the training acquisitions, ``eval`` split from
         the held-out ones.
-    train_acquisitions, held_out_acquisitions
+    test_set
+        A training-set folder with only an ``eval`` stack, from the test acquisitions (None
+        without them).
+    train_acquisitions, held_out_acquisitions, test_acquisitions
         Acquisition keys of each side.
     documents
         Every event document (positives and auto-negatives), split stored in
@@ -47,8 +53,10 @@ class LearningSet:
 
     root: Path
     training_set: TrainingSetResult
+    test_set: TrainingSetResult | None
     train_acquisitions: tuple[str, ...]
     held_out_acquisitions: tuple[str, ...]
+    test_acquisitions: tuple[str, ...]
     documents: tuple[dict[str, Any], ...]
 
 
@@ -101,6 +109,7 @@ def build_learning_set(
     seed: int = 0,
     n_train_acquisitions: int = 6,
     n_held_out_acquisitions: int = 3,
+    n_test_acquisitions: int = 0,
     size: int = 512,
     n_frames: int = 20,
     events_per_acquisition: int | Sequence[int] = (3, 5),
@@ -116,8 +125,8 @@ def build_learning_set(
         Output folder (created).
     seed
         The training tree's seed; the held-out tree uses an unrelated one.
-    n_train_acquisitions, n_held_out_acquisitions
-        Acquisitions on each side.
+    n_train_acquisitions, n_held_out_acquisitions, n_test_acquisitions
+        Acquisitions for training, for the ``eval`` split, and for the separate test set.
     size, n_frames
         Square movie side (px) and frames per movie.
     events_per_acquisition
@@ -153,17 +162,38 @@ def build_learning_set(
     )
     documents = [{**d, "dataset_split": "train"} for d in train_docs]
     documents += [{**d, "dataset_split": "eval"} for d in held_docs]
+    set_settings = {"train_val_split": 0.2, **dict(settings or {})}
     result = build_training_set(
         documents,
-        settings={"train_val_split": 0.2, **dict(settings or {})},
+        settings=set_settings,
         out_root=root / "training_sets",
         db_prompt={"synthetic": True},
         collection="event_data_points",
     )
+    test_keys: list[str] = []
+    test_set = None
+    if n_test_acquisitions > 0:
+        test_keys, test_docs = ingest_tree_documents(
+            root / "test",
+            seed=seed + TEST_SEED_OFFSET,
+            n_acquisitions=n_test_acquisitions,
+            **common,
+        )
+        test_docs = [{**d, "dataset_split": "eval"} for d in test_docs]
+        documents += test_docs
+        test_set = build_training_set(
+            test_docs,
+            settings=set_settings,
+            out_root=root / "test_sets",
+            db_prompt={"synthetic": True, "test": True},
+            collection="event_data_points",
+        )
     return LearningSet(
         root=root,
         training_set=result,
+        test_set=test_set,
         train_acquisitions=tuple(train_keys),
         held_out_acquisitions=tuple(held_keys),
+        test_acquisitions=tuple(test_keys),
         documents=tuple(documents),
     )

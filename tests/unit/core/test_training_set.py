@@ -653,9 +653,7 @@ def test_legacy_events_build(tmp_path, n_timepoints, expected):
         docs.append(doc)
     if len(docs) != 5:
         pytest.skip(f"expected the 5 legacy events in {folder}, found {len(docs)}")
-    result = _build(
-        docs, tmp_path / "sets", n_timepoints=n_timepoints, group_by_acquisition=True
-    )
+    result = _build(docs, tmp_path / "sets", n_timepoints=n_timepoints, group_by_acquisition=True)
     assert result.skipped == {}
     assert result.n_train + result.n_eval == expected
     assert result.counts_by_label == {"division": 5}

@@ -228,3 +228,36 @@ def test_training_folder_reads_every_file_it_can(tmp_path):
     assert len(folder.problems) == 2
     assert folder.problems[0].startswith(str(tmp_path / "a.yml")) and "a.yaml" in folder.problems[0]
     assert folder.problems[1].startswith(str(tmp_path / "b.yml"))
+
+
+def test_malformed_yaml_is_one_line_with_its_position(tmp_path):
+    path = _write(tmp_path / "bad.yaml", "collection: c\ndb_prompt: [unclosed\n")
+    with pytest.raises(TrainingSettingsError) as info:
+        load_training_file(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path.resolve()}: malformed YAML: line 3, column 1: ")
+    assert "expected ',' or ']'" in message
+
+
+def test_training_folder_check_leaves_a_refused_file_out(tmp_path):
+    from deep_events_dagster.core.training_settings import load_training_folder
+
+    (tmp_path / "a.yaml").write_text("collection: c\ndb_prompt: {type: event}\n")
+    (tmp_path / "a.yml").write_text("collection: c\ndb_prompt: {label: x}\n")
+    (tmp_path / "b.yaml").write_text("collection: c\ndb_prompt: {type: event}\n")
+    seen = []
+
+    def check(specs):
+        seen.append([s.partition_key for s in specs])
+        if specs[0].file.name == "a.yaml":
+            raise TrainingSettingsError(specs[0].file, "refused")
+
+    folder = load_training_folder(tmp_path, check=check)
+    assert seen == [["a/0"], ["a/0"], ["b/0"]]
+    # a.yaml is refused, so it holds no key: a.yml keeps a/0 without a collision
+    assert [(s.partition_key, s.file.name) for s in folder.specs] == [
+        ("a/0", "a.yml"),
+        ("b/0", "b.yaml"),
+    ]
+    assert folder.problems == (f"{tmp_path / 'a.yaml'}: refused",)

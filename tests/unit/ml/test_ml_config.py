@@ -71,3 +71,289 @@ def test_round_trip_through_yaml(tmp_path):
     path = tmp_path / "settings.yaml"
     path.write_text(yaml.safe_dump(s.as_dict()))
     assert load_settings_file(path) == s
+
+
+# -- every key of the original's files; whole files validated when read ----------------------
+
+# The settings file of the original's README, as written there.
+ORIGINAL_README_FILE = """\
+folder: event_folder_data
+collection: event_data_points
+backend: torch
+db_prompt:
+  max_n_timepoints: 1
+  fps: 1
+  train_val_split: 0.1
+settings:
+  epochs: 150
+  batch_size: 8
+  loss: 'soft_focal'
+  weight:
+    alpha: 0.4
+    gamma: 2
+  model: 'unet'
+  poisson: 0.2
+  n_timepoints: 1
+  log_dir: logs_ld
+"""
+
+
+def test_the_original_readme_file_is_accepted_as_written(tmp_path):
+    from deep_events_dagster.ml.config import load_validated_training_file
+
+    path = tmp_path / "original.yaml"
+    path.write_text(ORIGINAL_README_FILE)
+    (run,) = load_validated_training_file(path)
+    assert run.partition_key == "original/0"
+    assert run.spec.db_prompt == {}  # fps, train_val_split, max_n_timepoints moved out
+    assert run.spec.folder == tmp_path / "event_folder_data"
+    s = run.settings
+    assert (s.backend, s.model, s.loss) == ("torch", "unet", "soft_focal")
+    assert (s.epochs, s.batch_size, s.n_timepoints) == (150, 8, 1)
+    assert (s.weight.alpha, s.weight.gamma) == (0.4, 2.0)
+    assert s.poisson == 0.2
+    assert s.log_dir == "logs_ld"
+    assert (s.fps, s.train_val_split, s.max_n_timepoints) == (1.0, 0.1, 1)
+    assert s.tensorboard_dir(tmp_path / "model") == tmp_path / "model" / "logs_ld"
+    assert s.effect_notes() == []
+
+
+def test_new_fields_and_their_defaults():
+    s = TrainingSettings()
+    assert (s.patience, s.val_frequency, s.save_frequency, s.log_batch_frequency) == (15, 1, 1, 0)
+    assert s.log_dir == "logs"
+    assert (s.lr_schedule, s.gradient_clip_norm, s.output_bias_prior) == ("plateau", 1.0, True)
+    assert s.positive_fraction is None
+    assert (s.smooth, s.data_folder, s.data_dir) == (0.0, None, None)
+    every = TrainingSettings.from_mapping(
+        {
+            "patience": None,
+            "val_frequency": 2,
+            "save_frequency": 5,
+            "log_batch_frequency": 10,
+            "lr_schedule": "onecycle",
+            "gradient_clip_norm": 0,
+            "output_bias_prior": False,
+            "positive_fraction": 0.25,
+            "dropout_rate": 0.1,
+            "nb_input_channels": 1,
+        }
+    )
+    assert every.patience is None and every.lr_schedule == "onecycle"
+    assert (every.val_frequency, every.save_frequency, every.log_batch_frequency) == (2, 5, 10)
+    assert (every.gradient_clip_norm, every.output_bias_prior) == (0.0, False)
+    assert every.positive_fraction == 0.25
+    # the YAML form round-trips with the new fields
+    assert TrainingSettings.from_mapping(every.as_dict()) == every
+
+
+@pytest.mark.parametrize(
+    ("values", "needles"),
+    [
+        ({"patience": 0}, ["patience", "greater than or equal to 1"]),
+        ({"val_frequency": 0}, ["val_frequency"]),
+        ({"save_frequency": -1}, ["save_frequency"]),
+        ({"log_batch_frequency": -1}, ["log_batch_frequency"]),
+        ({"lr_schedule": "cosine"}, ["lr_schedule", "'plateau', 'onecycle' or 'constant'"]),
+        ({"gradient_clip_norm": -0.1}, ["gradient_clip_norm"]),
+        ({"positive_fraction": 1.5}, ["positive_fraction"]),
+        ({"log_dir": "/tmp/logs"}, ["log_dir", "relative"]),
+        ({"log_dir": "C:\\logs"}, ["log_dir", "relative"]),
+        ({"log_dir": "../logs"}, ["log_dir", "'..'"]),
+        ({"logdir": "a/../../b"}, ["log_dir", "'..'"]),
+        ({"log_dir": " "}, ["log_dir"]),
+        ({"smooth": -1}, ["smooth"]),
+        ({"smooth": True}, ["smooth", "false, null or 0: off"]),
+        ({"weight": {"alpha": 0.5, "beta": 1}}, ["weight.beta", "alpha, gamma"]),
+        ({"weight": 0.5}, ["weight", "alpha and gamma"]),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(values, needles):
+    with pytest.raises(TrainingSettingsInvalid) as info:
+        TrainingSettings.from_mapping(values, source="run.yaml")
+    message = str(info.value)
+    assert message.startswith("run.yaml: ") and "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_log_dir_is_normalised_relative_path():
+    assert TrainingSettings.from_mapping({"log_dir": "./runs//tb/"}).log_dir == "runs/tb"
+    assert TrainingSettings.from_mapping({"log_dir": "runs\\tb"}).log_dir == "runs/tb"
+    assert TrainingSettings.from_mapping({"log_dir": 2024}).log_dir == "2024"
+
+
+def test_smooth_is_a_sigma_and_false_or_null_mean_off():
+    for off in (False, None, 0):
+        assert TrainingSettings.from_mapping({"smooth": off}).smooth == 0.0
+    assert TrainingSettings.from_mapping({"smooth": 1.5}).smooth == 1.5
+
+
+def test_aliases_and_their_conflicts():
+    s = TrainingSettings.from_mapping({"logdir": "tb", "dataloader_workers": 3, "subset": 0.5})
+    assert (s.log_dir, s.num_workers, s.subset_fraction) == ("tb", 3, 0.5)
+    assert s.model_fields_set == {"log_dir", "num_workers", "subset_fraction"}
+    # the alias and its field with the same value: fine
+    same = TrainingSettings.from_mapping(
+        {"logdir": "tb", "log_dir": "tb", "num_workers": 2, "dataloader_workers": 2}
+    )
+    assert (same.log_dir, same.num_workers) == ("tb", 2)
+    assert TrainingSettings.from_mapping({"subset": False}).subset_fraction == 1.0
+    assert TrainingSettings.from_mapping({"subset_fraction": None}).subset_fraction == 1.0
+    for values, pair in (
+        ({"logdir": "a", "log_dir": "b"}, "logdir ('a') and log_dir ('b') disagree"),
+        ({"dataloader_workers": 2, "num_workers": 4}, "dataloader_workers (2) and num_workers (4)"),
+        ({"subset": 0.5, "subset_fraction": 0.7}, "subset (0.5) and subset_fraction (0.7)"),
+    ):
+        with pytest.raises(TrainingSettingsInvalid) as info:
+            TrainingSettings.from_mapping(values, source="run.yaml")
+        assert pair in str(info.value)
+    for alias in ("logdir", "dataloader_workers", "subset"):
+        assert alias in TrainingSettings.known_keys()
+
+
+def test_every_key_of_the_originals_files_is_accepted():
+    original = {
+        "epochs": 3,
+        "batch_size": 4,
+        "loss": "binary_crossentropy",
+        "weight": {"alpha": 0.3, "gamma": 1},
+        "model": "unet",
+        "nb_filters": 8,
+        "first_conv_size": 5,
+        "nb_input_channels": 1,
+        "dropout_rate": 0.2,
+        "n_augmentations": 10,
+        "brightness_range": [0.5, 1],
+        "poisson": 0.1,
+        "initial_learning_rate": 3e-4,
+        "n_timepoints": 1,
+        "subset": 0.8,
+        "smooth": 2,
+        "patience": 10,
+        "logdir": "logs",
+        "data_folder": "Z:/event_data",
+        "data_dir": "Z:/training_data",
+        "dataloader_workers": 0,
+        "val_frequency": 1,
+        "save_frequency": 2,
+        "log_batch_frequency": 50,
+        "fps": 1,
+        "train_val_split": 0.2,
+        "max_n_timepoints": 1,
+    }
+    s = TrainingSettings.from_mapping(original)
+    assert (s.nb_filters, s.first_conv_size, s.dropout_rate, s.smooth) == (8, 5, 0.2, 2.0)
+    assert (s.patience, s.save_frequency, s.log_batch_frequency) == (10, 2, 50)
+    assert (s.data_folder, s.data_dir) == ("Z:/event_data", "Z:/training_data")
+
+
+def test_effect_notes_name_the_keys_without_effect():
+    s = TrainingSettings.from_mapping(
+        {"data_folder": "Z:/event_data", "data_dir": "Z:/training", "epochs": 3}
+    )
+    notes = s.effect_notes(training_sets="/models/training_sets")
+    assert notes == [
+        "data_folder: Z:/event_data is without effect — training sets are built from the "
+        "catalog into /models/training_sets",
+        "data_dir: Z:/training is without effect — training sets are built from the "
+        "catalog into /models/training_sets",
+    ]
+    assert "<folder>/training_sets" in s.effect_notes()[0]
+    # only keys that were given: the same values by default give no note
+    assert TrainingSettings(epochs=3).effect_notes() == []
+    assert TrainingSettings.from_mapping({"data_folder": None}).effect_notes() == []
+
+
+def _file(path, settings, **top):
+    import yaml
+
+    data = {"collection": "event_data_points", "db_prompt": {"type": "event"}, **top}
+    data["settings"] = settings
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_typo_is_one_line_naming_file_key_and_allowed_keys(tmp_path):
+    from deep_events_dagster.core.errors import InputError
+    from deep_events_dagster.ml.config import load_validated_training_file
+
+    path = _file(tmp_path / "typo.yaml", {"nb_filter": 8, "epochs": 2})
+    with pytest.raises(InputError) as info:
+        load_validated_training_file(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: unknown training setting nb_filter")
+    assert "did you mean nb_filters?" in message
+    allowed = message.split("allowed settings: ", 1)[1].split(", ")
+    assert allowed == sorted(TrainingSettings.known_keys())
+
+
+def test_file_backend_is_merged_and_checked(tmp_path):
+    from deep_events_dagster.core.errors import InputError
+    from deep_events_dagster.ml.config import load_validated_training_file
+
+    (run,) = load_validated_training_file(
+        _file(tmp_path / "tf.yaml", {"epochs": 2}, backend="tensorflow")
+    )
+    assert run.settings.backend == "tensorflow"
+    (run,) = load_validated_training_file(
+        _file(tmp_path / "same.yaml", {"backend": "pytorch"}, backend="torch")
+    )
+    assert run.settings.backend == "torch"
+    with pytest.raises(InputError, match="backend 'tensorflow' disagrees with the file's backend"):
+        load_validated_training_file(
+            _file(tmp_path / "clash.yaml", {"backend": "tensorflow"}, backend="torch")
+        )
+
+
+def test_per_run_settings_name_the_runs_at_fault(tmp_path):
+    import yaml
+
+    from deep_events_dagster.core.errors import InputError
+    from deep_events_dagster.ml.config import load_validated_training_file
+
+    path = tmp_path / "runs.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "collection": "c",
+                "db_prompt": [{"a": 1}, {"a": 2}, {"a": 3}],
+                "settings": [{"epochs": 1}, {"loss": "dice"}, {"loss": "dice"}],
+            }
+        )
+    )
+    with pytest.raises(InputError) as info:
+        load_validated_training_file(path)
+    message = str(info.value)
+    assert message.count("loss") == 1  # said once for both runs
+    assert message.startswith(f"{path}: runs 1, 2: invalid training settings: loss: ")
+    # one shared settings mapping: said once, without run numbers
+    path.write_text(
+        yaml.safe_dump(
+            {"collection": "c", "db_prompt": [{"a": 1}, {"a": 2}], "settings": {"epochs": 0}}
+        )
+    )
+    with pytest.raises(InputError) as info:
+        load_validated_training_file(path)
+    assert str(info.value).startswith(f"{path}: invalid training settings: epochs: ")
+
+
+def test_folder_leaves_invalid_files_out_and_keeps_the_rest(tmp_path):
+    from deep_events_dagster.ml.config import load_validated_training_folder
+
+    _file(tmp_path / "good.yaml", {"epochs": 2, "logdir": "tb"})
+    _file(tmp_path / "typo.yaml", {"nb_filter": 8})
+    _file(tmp_path / "x.yaml", {"loss": "dice"})  # invalid: does not hold x/0 ...
+    _file(tmp_path / "x.yml", {"epochs": 3})  # ... so this file keeps it
+    folder = load_validated_training_folder(tmp_path)
+    assert [r.partition_key for r in folder.runs] == ["good/0", "x/0"]
+    assert [s.partition_key for s in folder.specs] == ["good/0", "x/0"]
+    assert folder.run("good/0").settings.log_dir == "tb"
+    assert folder.spec("x/0").file == tmp_path / "x.yml"
+    assert folder.run("x/0").settings.epochs == 3
+    assert folder.run("typo/0") is None and folder.spec("typo/0") is None
+    typo, x = folder.problems
+    assert typo.startswith(str(tmp_path / "typo.yaml")) and "nb_filter" in typo
+    assert x.startswith(str(tmp_path / "x.yaml")) and "loss" in x
+    assert load_validated_training_folder(tmp_path / "missing").runs == ()

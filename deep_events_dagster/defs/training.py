@@ -198,7 +198,7 @@ def trained_model(
     settings_path = model_dir / "requested_settings.yaml"
     atomic_write_text(
         settings_path,
-        yaml.safe_dump({"backend": spec.backend, **spec.settings}, sort_keys=False),
+        yaml.safe_dump(training.run(context.partition_key).settings.as_dict(), sort_keys=False),
     )
     command = [
         sys.executable,

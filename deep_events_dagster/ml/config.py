@@ -202,7 +202,7 @@ class TrainingSettings(BaseModel):
     brightness_range: tuple[float, float] = (0.6, 1.0)
     poisson: float = Field(0.0, ge=0.0)
     poisson_probability: float = Field(1.0, ge=0.0, le=1.0)
-    initial_learning_rate: float = Field(1e-4, gt=0.0)
+    initial_learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     dropout_rate: float = Field(0.0, ge=0.0, lt=1.0)
     lr_schedule: Literal["plateau", "onecycle", "constant"] = "plateau"

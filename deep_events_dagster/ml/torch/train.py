@@ -1050,6 +1050,9 @@ def _metadata(summary: TrainingSummary) -> dict[str, Any]:
     }
     if not math.isnan(summary.best_val_f1):
         metadata["best_val_f1_at_0.5"] = round(summary.best_val_f1, 4)
+    if not math.isnan(summary.best_val_event_f1):
+        metadata["best_val_event_f1_at_0.5"] = round(summary.best_val_event_f1, 4)
+    metadata["stopped_early"] = summary.stopped_early
     history = summary.model_dir / "history.csv"
     if history.is_file():
         metadata["history"] = {"raw_value": _history_markdown(history), "type": "md"}
@@ -1058,7 +1061,7 @@ def _metadata(summary: TrainingSummary) -> dict[str, Any]:
 
 def _history_markdown(path: Path, last: int = 25) -> str:
     rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))[-last:]
-    columns = ["epoch", "train_loss", "val_loss", "val_f1", "samples_per_s", "best"]
+    columns = ["epoch", "train_loss", "val_loss", "val_event_f1", "val_f1", "learning_rate", "best"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
     return "\n".join(lines)

@@ -170,3 +170,76 @@ def test_real_legacy_events_import_and_train_one_epoch(tmp_path, capsys):
     with EventCatalog.open(None, home=home) as catalog:
         docs = catalog.find("legacy")
     assert len(docs) == 5 and {d["dataset_split"] for d in docs} == {"train", "eval"}
+
+
+ORIGINAL_README_FILE = """\
+folder: {folder}
+collection: event_data_points
+backend: torch
+db_prompt:
+  max_n_timepoints: 1
+  fps: 1
+  train_val_split: 0.1
+settings:
+  epochs: 150
+  batch_size: 8
+  loss: 'soft_focal'
+  weight:
+    alpha: 0.4
+    gamma: 2
+  model: 'unet'
+  poisson: 0.2
+  n_timepoints: 1
+  log_dir: logs_ld
+"""
+
+
+@pytest.mark.slow
+def test_the_original_readme_settings_file_trains_as_written(tmp_path, capsys):
+    # small movies and crops keep 150 epochs (or early stopping) short
+    tree = generate_tree(
+        tmp_path / "data",
+        seed=5,
+        n_acquisitions=4,
+        height=128,
+        width=128,
+        n_frames=16,
+        events_per_acquisition=(1, 2),
+        min_separation=40.0,
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "deep_events.yaml").write_text("ingestion:\n  crop_size: 32\n")
+    assert main(["ingest", str(tree.root), "--home", str(home)]) == 0
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text(ORIGINAL_README_FILE.format(folder="event_folder_data"))
+    capsys.readouterr()
+    code = main(["train", str(settings_file), "--home", str(home)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err
+    model_line = next(line for line in captured.out.splitlines() if "model:" in line)
+    model_dir = tmp_path.joinpath(model_line.split("model:", 1)[1].strip())
+    assert model_dir.parent.parent.parent == tmp_path / "event_folder_data"  # next to the file
+    assert any((model_dir / "logs_ld").rglob("events.out.tfevents*"))
+    assert "tensorboard --logdir" in captured.out and "logs_ld" in captured.out
+    events_line = next(line for line in captured.out.splitlines() if "events at threshold" in line)
+    assert "F1" in events_line
+    evaluation = yaml.safe_load((model_dir / "evaluation.yaml").read_text())
+    assert evaluation["unit"] == "event"
+    # fps 1 (frames per second) keeps the 1 and 2 fps movies, skips 0.2 and 0.5 fps ones
+    pointer = yaml.safe_load((model_dir / "training_set.yaml").read_text())
+    manifest = yaml.safe_load((tmp_path.joinpath(pointer["path"]) / "manifest.yaml").read_text())
+    fps_of = {a.folder.as_posix(): 1.0 / a.time_increment_s for a in tree.acquisitions}
+    used = {e["acquisition_key"] for e in manifest["events"]}
+    assert used and all(0.5 <= fps_of[key] / 1.0 <= 2 for key in used)
+    assert manifest["counts"]["skipped"].get(
+        "recorded more than 1.5x slower than the requested fps"
+    )
+    # max_n_timepoints: 1 is not a cap: every frame of every event is a sample
+    assert sum(e["n_samples"] for e in manifest["events"]) == sum(
+        e["n_frames"] for e in manifest["events"]
+    )
+    settings = yaml.safe_load((model_dir / "settings.yaml").read_text())
+    assert settings["log_dir"] == "logs_ld" and settings["weight"] == {"alpha": 0.4, "gamma": 2.0}
+    assert settings["fps"] == 1 and settings["train_val_split"] == 0.1

@@ -13,6 +13,7 @@ FORBIDDEN = {
     "deep_events_dagster.catalog.catalog": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.ml": ["dagster"],
     "deep_events_dagster.settings": ["dagster", "torch", "tensorflow"],
+    "deep_events_dagster.testing.learning": ["dagster", "torch", "tensorflow"],
 }
 
 

@@ -9,18 +9,16 @@ import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("torch")
-
-from deep_events_dagster.core.metrics import (  # noqa: E402
+from deep_events_dagster.core.metrics import (
     event_counts,
     event_groups,
     f1_from_counts,
     sample_max,
 )
-from deep_events_dagster.ml.config import TrainingSettings  # noqa: E402
-from deep_events_dagster.ml.evaluate import evaluate_model_folder  # noqa: E402
-from deep_events_dagster.ml.torch.train import load_model, predict, train  # noqa: E402
-from deep_events_dagster.testing.learning import build_learning_set  # noqa: E402
+from deep_events_dagster.ml.config import TrainingSettings
+from deep_events_dagster.ml.evaluate import evaluate_model_folder
+from deep_events_dagster.ml.torch.train import load_model, predict, train
+from deep_events_dagster.testing.learning import build_learning_set
 
 # The original README's settings, on 64² crops with a smaller U-Net so that CI trains in ~1 min.
 SETTINGS = {

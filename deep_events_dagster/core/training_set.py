@@ -530,7 +530,10 @@ class TrainingSetResult:
         Events used, per acquisition (``group_key``) and per ``label`` (else
         ``event_content``, else ``unknown``).
     positives, negatives
-        Samples whose target mask has any non-zero pixel / is all zero.
+        Samples whose target mask has any non-zero pixel / is all zero (frames of an event
+        without ground-truth signal are negatives).
+    train_positives, eval_positives
+        Positive samples per split.
     skipped
         Reason → number of documents not used (this call's documents).
     new_splits
@@ -546,6 +549,8 @@ class TrainingSetResult:
     counts_by_label: dict[str, int] = field(hash=False)
     positives: int
     negatives: int
+    train_positives: int
+    eval_positives: int
     skipped: dict[str, int] = field(hash=False)
     new_splits: dict[Any, str] = field(hash=False)
 
@@ -737,6 +742,8 @@ def _result(
         counts_by_label={str(k): int(v) for k, v in counts.get("by_label", {}).items()},
         positives=int(counts.get("positives", 0)),
         negatives=int(counts.get("negatives", 0)),
+        train_positives=int(counts.get("train_positives", 0)),
+        eval_positives=int(counts.get("eval_positives", 0)),
         skipped=dict(skipped),
         new_splits=dict(new_splits),
     )

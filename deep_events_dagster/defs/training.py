@@ -154,6 +154,14 @@ def training_set(
             "negatives": result.negatives,
             "positive_negative_ratio": round(ratio, 3) if ratio != float("inf") else -1.0,
             "skipped": str(dict(result.skipped)) if result.skipped else "none",
+            "skipped_by_reason": dg.MetadataValue.md(
+                "| reason | events |\n|---|---|\n"
+                + "\n".join(f"| {reason} | {n} |" for reason, n in result.skipped.items())
+                if result.skipped
+                else "no event skipped"
+            ),
+            "train_positives": result.train_positives,
+            "eval_positives": result.eval_positives,
             "by_acquisition": dg.MetadataValue.md(
                 f"| acquisition | events |\n|---|---|\n{by_acquisition}"
             ),

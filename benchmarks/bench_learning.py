@@ -127,15 +127,20 @@ def train_within_budget(
     say=print,
 ) -> dict[str, Any]:
     """Train epoch by epoch as ``train()`` does, until the budget, ``max_epochs`` or early
-    stopping; score the held-out events after each epoch; keep the lowest validation loss."""
+    stopping; score the held-out events after each epoch; keep the lowest validation loss
+    among the epochs that *ended* within the budget (the epoch that crosses it is trained and
+    printed, never kept)."""
     import torch
 
+    from deep_events_dagster.core.metrics import event_groups, sample_max, unit_scores
     from deep_events_dagster.ml.config import TrainingSettings
     from deep_events_dagster.ml.torch.train import prepare_training
 
     config = TrainingSettings.from_mapping(dict(settings))
     session = prepare_training(training_set, config, "cpu")
-    images, masks, events = _stack(training_set)
+    _, masks, events = _stack(training_set)
+    groups = event_groups(events, len(masks))
+    truth_max = sample_max(masks)
     epochs_cap = max_epochs or config.epochs
     rows = []
     best: dict[str, Any] = {"val_loss": math.inf}
@@ -146,8 +151,8 @@ def train_within_budget(
         session.train_epoch(epoch)
         validation = session.validate()
         session.end_of_epoch(validation.loss)
-        scored = _event_scores(session.model, images, masks, events)
-        chosen = _chosen(scored["scores"], scored["truth"])
+        # the trainer's own validation pass gives each sample's maximum: group it by event
+        chosen = _chosen(unit_scores(validation.sample_max, groups), unit_scores(truth_max, groups))
         row = {
             "epoch": epoch,
             "wall_s": round(time.perf_counter() - wall0, 1),
@@ -156,14 +161,16 @@ def train_within_budget(
             "event_f1_at_0.5": validation.event_f1,
             **{f"chosen_{k}": v for k, v in chosen.items()},
         }
+        within = row["wall_s"] <= budget_s
+        row["within_budget"] = within
         rows.append(row)
         say(
             f"      epoch {epoch:>3}  wall {row['wall_s']:>6.0f} s  cpu {row['cpu_s']:>6.0f} s  "
             f"held-out event F1 {chosen['f1']:.3f} at {chosen['threshold']:.2f} "
             f"(tp {chosen['tp']} fp {chosen['fp']} fn {chosen['fn']} tn {chosen['tn']}), "
-            f"at 0.5 {validation.event_f1:.3f}"
+            f"at 0.5 {validation.event_f1:.3f}" + ("" if within else "  (after the budget)")
         )
-        if validation.loss < best["val_loss"]:
+        if within and validation.loss < best["val_loss"]:
             best = {"val_loss": validation.loss, "epoch": epoch, **chosen}
             best_state = session.state()
             since_best = 0
@@ -171,7 +178,7 @@ def train_within_budget(
             since_best += 1
         if config.patience and since_best >= config.patience:
             break
-        if row["wall_s"] >= budget_s:
+        if not within or row["wall_s"] >= budget_s:
             break
     if best_state is not None:
         session.restore(best_state)
@@ -184,6 +191,9 @@ def train_within_budget(
         "precision": session.precision,
         "threads": torch.get_num_threads(),
     }
+    if best_state is None:  # not even one epoch fitted the budget
+        best = {"val_loss": math.nan, "epoch": 0, "threshold": 1.0, "f1": 0.0}
+        best.update(tp=0, fp=0, fn=0, tn=0)
     reach = next((r for r in rows if r["chosen_f1"] >= 0.9), None)
     result["reach_0.9"] = None if reach is None else (reach["epoch"], reach["wall_s"])
     if test_set is not None:
@@ -436,6 +446,7 @@ def result(workdir: Path | None = None, quick: bool = False):
     info = [
         f"epoch {r['epoch']}: {r['wall_s']:.0f} s wall / {r['cpu_s']:.0f} s CPU → held-out "
         f"event F1 {r['chosen_f1']:.3f} at {r['chosen_threshold']:.2f}"
+        + ("" if r["within_budget"] else " (after the budget: not kept)")
         for r in main["epochs"]
     ]
     if "legacy" in data:

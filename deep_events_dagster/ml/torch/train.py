@@ -9,10 +9,11 @@ writes a model folder:
 ``training_set.yaml``      the manifest reference: ``path`` and ``id`` of the training set
 ``model.pt``               the best weights (lowest validation loss); :func:`load_model`
 ``model_best.pt``          same as ``model.pt``, written whenever the validation loss improves
-``model_last.pt``          the weights after the last epoch
-``history.csv``            one row per epoch: losses, pixel precision/recall/F1 at 0.5, speed
-``logs/``                  TensorBoard: the same scalars; input | ground truth | prediction
-                           images of a few eval samples per epoch
+``model_last.pt``          the weights of the last epoch (every ``save_frequency`` epochs)
+``history.csv``            one row per epoch: losses, pixel precision/recall/F1 at 0.5, the
+                           event-level validation F1 at 0.5 and its counts, learning rate, speed
+``<log_dir>/``             TensorBoard (``logs`` by default): the same scalars; input | ground
+                           truth | prediction images of a few eval samples per validation
 ``training_summary.yaml``  the :class:`TrainingSummary`
 =========================  ===================================================================
 
@@ -21,8 +22,24 @@ the shuffling and the augmentation), every training sample ``n_augmentations`` t
 (augmented on the fly, every copy the sample's size), mixed precision on CUDA (float16 autocast
 and a gradient scaler) and, with ``mixed_precision: auto``, bfloat16 autocast on CPUs with
 native bfloat16 instructions. The validation loss is computed on the training set's eval stack
-after every epoch (without augmentation); with no eval samples the training loss picks the best
-epoch instead.
+every ``val_frequency`` epochs (without augmentation); with no eval samples the training loss
+picks the best epoch instead.
+
+The recipe (each part measured side by side in ``make bench``, section ``learning``):
+
+* the output layer's bias starts at ``log(p / (1 − p))`` with ``p`` the mean ground-truth value
+  of the training masks (``output_bias_prior``): an untrained network predicts the rare event
+  pixels' prior instead of 0.5 everywhere, which otherwise makes the first epochs (and, with the
+  original's settings, the whole training) learn only to predict nothing;
+* positive samples (any ground truth in their mask) are drawn for at least
+  ``positive_fraction`` (default :data:`DEFAULT_POSITIVE_FRACTION`) of an epoch when they are
+  rarer, by weighted sampling with replacement;
+* gradients are clipped to ``gradient_clip_norm``;
+* ``lr_schedule``: ``plateau`` halves the learning rate after :data:`PLATEAU_PATIENCE`
+  validations without a lower validation loss; ``onecycle`` is torch's one-cycle policy over
+  the whole run; ``constant`` keeps it;
+* early stopping: after ``patience`` epochs without a lower validation loss the run stops and
+  the best weights are restored (``model.pt`` is always the best epoch).
 
 Command line (also what the ``trained_model`` asset runs through Dagster Pipes)::
 

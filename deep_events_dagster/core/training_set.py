@@ -875,6 +875,33 @@ def _write_folder(
     return manifest
 
 
+def _assign_unused(
+    documents: Sequence[Mapping[str, Any]],
+    splits: Mapping[str, str],
+    new_splits: dict[Any, str],
+    params: TrainingSetParameters,
+) -> None:
+    """Give documents this set cannot use (and that have no split yet) a split too, so that
+    every selected event keeps one in the catalog: their acquisition's side when grouping and a
+    used event of it has one, else the hash of their key."""
+    group_split: dict[str, str] = {}
+    if params.group_by_acquisition:
+        for document in documents:
+            split = splits.get(str(document.get("_id")))
+            if split is not None:
+                group_split.setdefault(group_key(document), split)
+    for document in documents:
+        raw_id = document.get("_id")
+        if raw_id is None or str(raw_id) in splits or document.get("dataset_split"):
+            continue
+        if params.group_by_acquisition:
+            key = group_key(document)
+            split = group_split.get(key) or assign_split(key, params.train_val_split)
+        else:
+            split = assign_split(str(raw_id), params.train_val_split)
+        new_splits.setdefault(raw_id, split)
+
+
 # -- building --------------------------------------------------------------------------------
 
 
@@ -911,14 +938,8 @@ def build_training_set(
     """
     params = TrainingSetParameters.from_settings(settings)
     out_root = Path(out_root)
-    splits, new_splits = assign_splits(
-        documents,
-        train_val_split=params.train_val_split,
-        group_by_acquisition=params.group_by_acquisition,
-    )
-
     skipped_events: list[tuple[str, str]] = []
-    candidates: list[_Event] = []
+    usable: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
     seen: set[str] = set()
     ordered = sorted(documents, key=lambda d: str(d.get("_id")))
     for document in ordered:
@@ -930,11 +951,8 @@ def build_training_set(
             if event_id in seen:
                 raise _Skip(SKIP_DUPLICATE)
             seen.add(event_id)
-            split = splits.get(event_id)
-            if split is None:
+            if document.get("dataset_split") not in (None, "", *SPLITS):
                 raise _Skip(SKIP_OTHER_SPLIT)
-            if split == "train" and not in_subset(event_id, params.subset_fraction):
-                raise _Skip(SKIP_SUBSET)
             step, reason = frame_step(document.get("fps"), params.fps)
             if step is None:
                 raise _Skip(reason or SKIP_NO_FPS)
@@ -953,33 +971,50 @@ def build_training_set(
         except _Skip as skip:
             skipped_events.append((event_id, skip.reason))
             continue
-        candidates.append(
-            _Event(
-                id=event_id,
-                document=document,
-                images_path=images_path,
-                ground_truth_path=gt_path,
-                n_frames=gt_shape[0],
-                height=gt_shape[1],
-                width=gt_shape[2],
-                channel=channel,
-                step=step,
-                split=split,
-                ends=tuple(int(t) for t in ends),
+        usable.append(
+            (
+                document,
+                {
+                    "id": event_id,
+                    "document": document,
+                    "images_path": images_path,
+                    "ground_truth_path": gt_path,
+                    "n_frames": gt_shape[0],
+                    "height": gt_shape[1],
+                    "width": gt_shape[2],
+                    "channel": channel,
+                    "step": step,
+                    "ends": tuple(int(t) for t in ends),
+                },
             )
         )
 
-    if candidates:
-        sizes = Counter((e.height, e.width) for e in candidates)
+    if usable:
+        sizes = Counter((f["height"], f["width"]) for _, f in usable)
         height, width = max(sizes, key=lambda hw: (sizes[hw], hw[0] * hw[1], hw))
     else:
         height = width = 0
-    events = []
-    for event in candidates:
-        if (event.height, event.width) == (height, width):
-            events.append(event)
+    same_size = []
+    for document, fields in usable:
+        if (fields["height"], fields["width"]) == (height, width):
+            same_size.append((document, fields))
         else:
-            skipped_events.append((event.id, SKIP_SIZE))
+            skipped_events.append((fields["id"], SKIP_SIZE))
+    # splits among the events this set can use, so that a side is never left empty by events
+    # that are skipped anyway (e.g. the only held-out event recorded at another frame rate)
+    splits, new_splits = assign_splits(
+        [document for document, _ in same_size],
+        train_val_split=params.train_val_split,
+        group_by_acquisition=params.group_by_acquisition,
+    )
+    _assign_unused(documents, splits, new_splits, params)
+    events = []
+    for _, fields in same_size:
+        split = splits[fields["id"]]
+        if split == "train" and not in_subset(fields["id"], params.subset_fraction):
+            skipped_events.append((fields["id"], SKIP_SUBSET))
+            continue
+        events.append(_Event(split=split, **fields))
     skipped_events.sort()
     skipped = dict(sorted(Counter(reason for _, reason in skipped_events).items()))
     if not events:

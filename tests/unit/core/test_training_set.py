@@ -673,3 +673,17 @@ def test_legacy_events_build(tmp_path, n_timepoints, expected):
         sides.setdefault(record["acquisition_key"], set()).add(record["split"])
     assert all(len(s) == 1 for s in sides.values())
     assert montage(result.path).shape[2] == 3
+
+
+def test_a_skipped_event_never_takes_the_only_held_out_place(tmp_path):
+    """Splits are assigned among the usable events: when the event the hash would hold out is
+    skipped (here: recorded at another frame rate), another one is held out instead."""
+    root = tmp_path / "events"
+    docs = [_event(root, code, 4) for code in (1, 2, 3, 4)]
+    nearest = min(docs, key=lambda d: training_set._unit_hash("deep-events-split-v1", d["_id"]))
+    nearest["fps"] = 0.1  # 10× slower than requested: skipped
+    result = _build(docs, tmp_path / "sets", fps=1.0, train_val_split=0.01)
+    assert result.skipped == {SKIP_SLOWER: 1}
+    assert result.n_eval == 4 and result.n_train == 8
+    assert result.new_splits[nearest["_id"]] == "train"  # it keeps a split in the catalog
+    assert sorted(result.new_splits.values()).count("eval") == 1

@@ -91,15 +91,11 @@ def _event_scores(model, images: np.ndarray, masks: np.ndarray, events) -> dict[
 
 
 def _at_threshold(scores: np.ndarray, truth: np.ndarray, threshold: float) -> dict[str, Any]:
-    from deep_events_dagster.core.metrics import f1_from_counts
+    """Event-level counts and F1 at ``threshold`` (one score and one truth maximum per event)."""
+    from deep_events_dagster.core.metrics import event_counts, f1_from_counts
 
-    predicted = scores > threshold
-    positive = truth > 0.5
-    tp = int(np.count_nonzero(predicted & positive))
-    fp = int(np.count_nonzero(predicted & ~positive))
-    fn = int(np.count_nonzero(~predicted & positive))
-    tn = int(np.count_nonzero(~predicted & ~positive))
-    return {"f1": f1_from_counts(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    counts = event_counts(scores, truth, None, threshold)
+    return {"f1": f1_from_counts(*counts), **counts._asdict()}
 
 
 def _chosen(scores: np.ndarray, truth: np.ndarray) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from deep_events_dagster.core.errors import InputError
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_ALIASES",
     "PROMPT_SETTING_KEYS",
     "TrainingFolder",
     "TrainingRunSpec",
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 BACKENDS = ("torch", "tensorflow")
-_BACKEND_ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
+BACKEND_ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 TOP_LEVEL_KEYS = ("folder", "collection", "backend", "db_prompt", "settings")
 # Keys the original popped out of db_prompt before querying (prompt key → settings key).
 PROMPT_SETTING_KEYS = {
@@ -274,7 +275,7 @@ def parse_training_settings(data: Any, path: str | Path) -> list[TrainingRunSpec
     collection = collection.strip()
 
     backend_raw = data.get("backend", "torch")
-    backend = _BACKEND_ALIASES.get(str(backend_raw).lower(), str(backend_raw).lower())
+    backend = BACKEND_ALIASES.get(str(backend_raw).lower(), str(backend_raw).lower())
     if not isinstance(backend_raw, str) or backend not in BACKENDS:
         raise TrainingSettingsError(
             path, f"'backend' must be one of {', '.join(BACKENDS)}, got {backend_raw!r}"

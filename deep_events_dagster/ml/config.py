@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deep_events_dagster.core.training_settings import (
+    BACKEND_ALIASES,
     TrainingRunSpec,
     TrainingSettingsError,
     load_training_file,
@@ -54,7 +55,6 @@ SETTING_ALIASES = {
     "logdir": "log_dir",
     "dataloader_workers": "num_workers",
 }
-_BACKEND_ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 # Keys accepted for compatibility that change nothing: field → why (``{training_sets}`` is
 # filled in by :meth:`TrainingSettings.effect_notes`).
 _WITHOUT_EFFECT = {
@@ -360,7 +360,7 @@ class TrainingSettings(BaseModel):
                     )
             data[name] = value
         if isinstance(data.get("backend"), str):
-            data["backend"] = _BACKEND_ALIASES.get(data["backend"].lower(), data["backend"])
+            data["backend"] = BACKEND_ALIASES.get(data["backend"].lower(), data["backend"])
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -465,7 +465,7 @@ class ValidatedRun:
 
 
 def _backend_name(value: Any) -> Any:
-    return _BACKEND_ALIASES.get(value.lower(), value.lower()) if isinstance(value, str) else value
+    return BACKEND_ALIASES.get(value.lower(), value.lower()) if isinstance(value, str) else value
 
 
 def validate_training_runs(specs: Sequence[TrainingRunSpec]) -> list[ValidatedRun]:

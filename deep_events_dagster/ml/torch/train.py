@@ -96,7 +96,8 @@ __all__ = [
     "train",
 ]
 
-# Recipe constants chosen by measurement (benchmarks/bench_learning.py, README "Training").
+# Recipe constants. Whether each part of the recipe helps is compared side by side in
+# benchmarks/bench_learning.py; these values themselves were set, not tuned.
 DEFAULT_POSITIVE_FRACTION = 0.3
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 3
@@ -532,25 +533,28 @@ def _write_model_files(
             shutil.copyfile(prompt, tmp)
 
 
-def positive_samples(masks: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Boolean per sample: does its mask hold any ground-truth signal (read in chunks)."""
+def mask_statistics(masks: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, float]:
+    """One pass over a mask stack (read in chunks): per sample, whether it holds any
+    ground-truth signal, and the mean ground-truth value (the positive pixel prior)."""
     flags = np.zeros(len(masks), dtype=bool)
+    total = 0.0
     for start in range(0, len(masks), chunk):
         block = np.asarray(masks[start : start + chunk])
         flags[start : start + len(block)] = block.reshape(len(block), -1).max(axis=1) > 0
-    return flags
+        total += float(block.sum(dtype=np.float64))
+    return flags, total / masks.size if masks.size else 0.0
 
 
-def oversampling_weights(positive: np.ndarray, minimum_fraction: float) -> np.ndarray:
-    """Per-sample drawing weights giving positives at least ``minimum_fraction`` of the draws.
-
-    Without positives, or when they already make up that share, every sample weighs 1.
+def oversampling_weights(positive: np.ndarray, minimum_fraction: float) -> np.ndarray | None:
+    """Per-sample drawing weights giving positives at least ``minimum_fraction`` of the draws,
+    or None (a plain permutation) without positives, without negatives, or when positives
+    already make up that share.
     """
-    weights = np.ones(len(positive), dtype=np.float64)
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0 or n_pos / len(positive) >= minimum_fraction:
-        return weights
+        return None
+    weights = np.ones(len(positive), dtype=np.float64)
     # w·n_pos / (w·n_pos + n_neg) = f  →  w = f·n_neg / ((1 − f)·n_pos)
     weights[positive] = minimum_fraction * n_neg / ((1.0 - minimum_fraction) * n_pos)
     return weights
@@ -625,8 +629,7 @@ class TrainingSession:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.parameters = count_parameters(self.model)
-        self.positive = positive_samples(data.train_masks)
-        self.positive_prior = _pixel_prior(data.train_masks)
+        self.positive, self.positive_prior = mask_statistics(data.train_masks)
         self.output_bias = (
             set_output_prior(self.model, self.positive_prior)
             if settings.output_bias_prior
@@ -650,10 +653,7 @@ class TrainingSession:
             params=AugmentationParams.from_settings(settings),
             seed=settings.seed,
         )
-        fraction = resolved_positive_fraction(settings)
-        weights = oversampling_weights(self.positive, fraction) if fraction > 0 else None
-        if weights is not None and np.all(weights == 1.0):
-            weights = None
+        weights = oversampling_weights(self.positive, resolved_positive_fraction(settings))
         self.oversampled = weights is not None
         self.shuffle_generator = torch.Generator()
         self.sampler = EpochSampler(
@@ -750,8 +750,8 @@ class TrainingSession:
         truth_max = np.concatenate(truth) if truth else np.zeros(0, dtype=np.float32)
         if len(sample_max):
             event = event_counts(sample_max, truth_max, data.eval_groups, 0.5)
-            event_tuple = (event.tp, event.fp, event.fn, event.tn)
-            event_f1 = f1_from_counts(event.tp, event.fp, event.fn)
+            event_tuple = tuple(event)
+            event_f1 = f1_from_counts(*event)
         else:
             event_tuple, event_f1 = (0, 0, 0, 0), math.nan
         return Validation(loss, precision, recall, f1, sample_max, event_tuple, float(event_f1))
@@ -785,15 +785,6 @@ def resolved_positive_fraction(settings: TrainingSettings) -> float:
     :data:`DEFAULT_POSITIVE_FRACTION`)."""
     fraction = settings.positive_fraction
     return DEFAULT_POSITIVE_FRACTION if fraction is None else float(fraction)
-
-
-def _pixel_prior(masks: np.ndarray, chunk: int = 256) -> float:
-    """Mean ground-truth value over the training masks: the positive pixel prior."""
-    total = 0.0
-    for start in range(0, len(masks), chunk):
-        total += float(np.asarray(masks[start : start + chunk], dtype=np.float64).sum())
-    size = masks.size if len(masks) else 1
-    return total / size
 
 
 def _build_scheduler(optimizer, settings: TrainingSettings, steps_per_epoch: int):
@@ -897,7 +888,7 @@ def train(
     log_images = np.array(data.eval_images[log_indices]) if len(log_indices) else None
     log_masks = np.array(data.eval_masks[log_indices]) if len(log_indices) else None
     monitor = "val_loss" if len(data.eval_images) else "train_loss"
-    log_dir = model_dir / settings.log_dir
+    log_dir = settings.tensorboard_dir(model_dir)
     board = _Board(log_dir, log)
     session.batch_log = board.batch_loss
     board.text("settings", "```\n" + yaml.safe_dump(settings.as_dict(), sort_keys=False) + "```")

@@ -268,3 +268,28 @@ def test_reports_through_dagster_pipes(tmp_path):
     assert metadata["tensorboard"] == f"tensorboard --logdir {(tmp_path / 'm').resolve() / 'logs'}"
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("epoch 1/1" in message for message in messages)  # progress through Pipes
+
+
+def test_mask_statistics_and_oversampling_weights():
+    from deep_events_dagster.ml.torch.train import mask_statistics, oversampling_weights
+
+    masks = np.zeros((10, 4, 4), dtype=np.float32)
+    masks[[2, 7], 1, 1] = 1.0
+    masks[7, 2, 2] = 0.5
+    positive, prior = mask_statistics(masks, chunk=3)  # chunks cut through the stack
+    assert positive.tolist() == [i in (2, 7) for i in range(10)]
+    assert prior == pytest.approx(2.5 / masks.size)
+    weights = oversampling_weights(positive, 0.5)
+    drawn = weights[positive].sum() / weights.sum()
+    assert drawn == pytest.approx(0.5) and (weights[~positive] == 1).all()
+    assert oversampling_weights(positive, 0.2) is None  # already 20 %
+    assert oversampling_weights(np.zeros(5, dtype=bool), 0.5) is None
+
+
+def test_output_prior_sets_the_untrained_prediction():
+    from deep_events_dagster.ml.torch.models import build_model, set_output_prior
+
+    model = build_model(TrainingSettings.from_mapping({"nb_filters": 4, "first_conv_size": 3}), 1)
+    bias = set_output_prior(model, 1e-3)
+    assert bias == pytest.approx(np.log(1e-3 / (1 - 1e-3)))
+    assert torch.sigmoid(model.decoder.output.bias).item() == pytest.approx(1e-3)

@@ -270,20 +270,10 @@ def _main_section(root: Path, quick: bool, say) -> dict[str, Any]:
 
 
 def _recipe_section(root: Path, quick: bool, say) -> dict[str, Any]:
-    from deep_events_dagster.testing.learning import build_learning_set
+    from deep_events_dagster.testing.learning import SMALL_PROBLEM, build_learning_set
 
     say("  recipe: the same small problem, one change at a time")
-    small = build_learning_set(
-        root / "small",
-        n_train_acquisitions=6,
-        n_held_out_acquisitions=3,
-        n_test_acquisitions=3,
-        size=256,
-        crop_size=64,
-        n_frames=16,
-        events_per_acquisition=(3, 4),
-        sigma=2.0,
-    )
+    small = build_learning_set(root / "small", **SMALL_PROBLEM)
     recipe = {}
     variants = dict(list(RECIPE_VARIANTS.items())[:3]) if quick else RECIPE_VARIANTS
     for name, change in variants.items():

@@ -24,10 +24,22 @@ from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.core.training_set import TrainingSetResult, build_training_set
 
-__all__ = ["LearningSet", "build_learning_set", "ingest_tree_documents"]
+__all__ = ["SMALL_PROBLEM", "LearningSet", "build_learning_set", "ingest_tree_documents"]
 
 HELD_OUT_SEED_OFFSET = 7919
 TEST_SEED_OFFSET = 15485863
+# A problem a CPU learns in about a minute (64² crops): the learning test's and the bench's
+# recipe comparison (keyword arguments of build_learning_set).
+SMALL_PROBLEM = {
+    "n_train_acquisitions": 6,
+    "n_held_out_acquisitions": 3,
+    "n_test_acquisitions": 3,
+    "size": 256,
+    "crop_size": 64,
+    "n_frames": 16,
+    "events_per_acquisition": (3, 4),
+    "sigma": 2.0,
+}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from deep_events_dagster.core.metrics import (
 from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.evaluate import evaluate_model_folder
 from deep_events_dagster.ml.torch.train import load_model, predict, train
-from deep_events_dagster.testing.learning import build_learning_set
+from deep_events_dagster.testing.learning import SMALL_PROBLEM, build_learning_set
 
 # The original README's settings, on 64² crops with a smaller U-Net so that CI trains in ~1 min.
 SETTINGS = {
@@ -39,18 +39,7 @@ SETTINGS = {
 @pytest.fixture(scope="module")
 def learning(tmp_path_factory):
     root = tmp_path_factory.mktemp("learning")
-    data = build_learning_set(
-        root,
-        seed=3,
-        n_train_acquisitions=6,
-        n_held_out_acquisitions=3,
-        n_test_acquisitions=3,
-        size=256,
-        crop_size=64,
-        n_frames=16,
-        events_per_acquisition=(3, 4),
-        sigma=2.0,
-    )
+    data = build_learning_set(root, seed=3, **SMALL_PROBLEM)
     settings = TrainingSettings.from_mapping(SETTINGS)
     summary = train(data.training_set.path, root / "model", settings, device="cpu")
     evaluation = evaluate_model_folder(root / "model", device="cpu")

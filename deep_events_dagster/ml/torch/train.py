@@ -29,8 +29,8 @@ The recipe (each part measured side by side in ``make bench``, section ``learnin
 
 * the output layer's bias starts at ``log(p / (1 − p))`` with ``p`` the mean ground-truth value
   of the training masks (``output_bias_prior``): an untrained network predicts the rare event
-  pixels' prior instead of 0.5 everywhere, which otherwise makes the first epochs (and, with the
-  original's settings, the whole training) learn only to predict nothing;
+  pixels' prior instead of 0.5 everywhere, whose first epochs are otherwise spent pushing every
+  pixel down (one of the settings the issue found learning to predict nothing);
 * positive samples (any ground truth in their mask) are drawn for at least
   ``positive_fraction`` (default :data:`DEFAULT_POSITIVE_FRACTION`) of an epoch when they are
   rarer, by weighted sampling with replacement;

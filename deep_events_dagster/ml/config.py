@@ -136,6 +136,11 @@ class TrainingSettings(BaseModel):
     positive_fraction
         Minimum share in [0, 1] of positive samples per epoch, reached by oversampling the
         positives; None: the trainer's default.
+    patch_size
+        Side (px) of the random window each training sample is cut to before augmentation (a
+        positive's window keeps its event); evaluation and prediction use whole frames.
+        Default 128 (the original's crop size): a 256² crop costs four times as much per
+        step. None: train on whole crops.
     patience
         Early stopping: training stops after this many epochs without improvement of the
         monitored validation score and the best weights are restored; None: never stop early.
@@ -209,6 +214,7 @@ class TrainingSettings(BaseModel):
     gradient_clip_norm: float = Field(1.0, ge=0.0)
     output_bias_prior: bool = True
     positive_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    patch_size: int | None = Field(128, ge=8)
     patience: int | None = Field(15, ge=1)
     val_frequency: int = Field(1, ge=1)
     save_frequency: int = Field(1, ge=1)

@@ -64,6 +64,7 @@ from deep_events_dagster.core.metrics import (
     sweep,
     unit_scores,
 )
+from deep_events_dagster.ml.model_folder import EVALUATION_FILE, PLOT_FILE
 
 __all__ = [
     "EVALUATION_FILE",
@@ -74,9 +75,6 @@ __all__ = [
     "evaluate_predictions",
     "units_markdown",
 ]
-
-EVALUATION_FILE = "evaluation.yaml"
-PLOT_FILE = "perf.png"
 
 
 @dataclass(frozen=True)
@@ -225,7 +223,7 @@ def evaluate_model_folder(
     Parameters
     ----------
     model_dir
-        A folder written by the trainer (``model.pt``, ``training_set.yaml``…).
+        A folder written by a trainer of either backend (``ml.model_folder``).
     device
         ``"auto"``, ``"cpu"`` or ``"cuda:N"``.
     batch_size
@@ -236,8 +234,8 @@ def evaluate_model_folder(
     ValueError
         The training set has no eval samples, or its manifest's rows do not match its stack.
     """
+    from deep_events_dagster.ml.backend import load_predictor
     from deep_events_dagster.ml.plots import performance_plot_png
-    from deep_events_dagster.ml.torch.train import load_model, predict, resolve_device
 
     model_dir = Path(model_dir)
     training_set = _training_set_dir(model_dir)
@@ -246,9 +244,8 @@ def evaluate_model_folder(
     if len(images) == 0:
         raise ValueError(f"{training_set}: the training set has no eval samples to evaluate on")
     events = _manifest_events(training_set)
-    torch_device = resolve_device(device)
-    model = load_model(model_dir / "model.pt", device=torch_device)
-    probabilities = predict(model, images, batch_size=batch_size, device=torch_device)
+    predictor = load_predictor(model_dir, device=device)
+    probabilities = predictor.predict(images, batch_size=batch_size)
     try:
         evaluation = evaluate_predictions(probabilities, masks, events)
     except ValueError as error:

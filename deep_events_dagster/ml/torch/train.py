@@ -34,6 +34,10 @@ The recipe (each part measured side by side in ``make bench``, section ``learnin
 * positive samples (any ground truth in their mask) are drawn for at least
   ``positive_fraction`` (default :data:`DEFAULT_POSITIVE_FRACTION`) of an epoch when they are
   rarer, by weighted sampling with replacement;
+* every sample is cut to a random ``patch_size``² window (default 128) before augmentation,
+  a positive's window keeping its event (:func:`~deep_events_dagster.ml.augmentation.patch_corner`):
+  the fully convolutional network evaluates whole frames, and a step costs a quarter of a
+  256² crop's;
 * gradients are clipped to ``gradient_clip_norm``;
 * ``lr_schedule``: ``plateau`` halves the learning rate after :data:`PLATEAU_PATIENCE`
   validations without a lower validation loss; ``onecycle`` is torch's one-cycle policy over
@@ -53,9 +57,6 @@ validation loss, samples/s, device, parameters, model folder, the TensorBoard co
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import math
 import os
 import random
@@ -64,9 +65,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -75,19 +75,43 @@ from torch.utils.data import DataLoader, Sampler
 
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
 from deep_events_dagster.core.metrics import event_counts, f1_from_counts
+from deep_events_dagster.ml.arrays import (
+    mask_statistics,
+    oversampling_weights,
+    resolved_positive_fraction,
+)
 from deep_events_dagster.ml.augmentation import AugmentationParams
-from deep_events_dagster.ml.config import TrainingSettings, TrainingSettingsInvalid
+from deep_events_dagster.ml.config import TrainingSettings
+from deep_events_dagster.ml.model_folder import (
+    HISTORY_FILE,
+    SUMMARY_FILE,
+    TORCH_BEST_FILE,
+    TORCH_LAST_FILE,
+    TORCH_WEIGHTS_FILE,
+)
 from deep_events_dagster.ml.torch.data import AugmentedDataset, TrainingArrays, eval_batches
 from deep_events_dagster.ml.torch.losses import build_loss
 from deep_events_dagster.ml.torch.models import build_model, count_parameters, set_output_prior
+from deep_events_dagster.ml.training_log import (
+    EpochResult,
+    Trainer,
+    TrainingSummary,
+    pick_log_samples,
+    run_training_command,
+    tensorboard_command,
+    write_history,
+    write_model_files,
+)
 
 __all__ = [
     "EpochResult",
     "PixelCounts",
+    "TorchPredictor",
     "TrainingSession",
     "TrainingSummary",
     "autocast_dtype",
     "load_model",
+    "load_predictor",
     "main",
     "predict",
     "prepare_training",
@@ -98,138 +122,10 @@ __all__ = [
 
 # Recipe constants. Whether each part of the recipe helps is compared side by side in
 # benchmarks/bench_learning.py; these values themselves were set, not tuned.
-DEFAULT_POSITIVE_FRACTION = 0.3
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 3
 CHECKPOINT_FORMAT = "deep-events-torch-model"
 CHECKPOINT_VERSION = 1
-HISTORY_FIELDS = (
-    "epoch",
-    "train_loss",
-    "train_f1",
-    "val_loss",
-    "val_precision",
-    "val_recall",
-    "val_f1",
-    "val_event_f1",
-    "val_event_tp",
-    "val_event_fp",
-    "val_event_fn",
-    "val_event_tn",
-    "learning_rate",
-    "seconds",
-    "samples_per_s",
-    "best",
-)
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    """One epoch's numbers (a row of ``history.csv``), given to the progress callback.
-
-    Precision, recall and F1 are pixel-wise at probability 0.5 against ``mask > 0.5``;
-    ``val_event_*`` are event-level at 0.5 (an eval event is predicted when the maximum
-    probability over its samples passes 0.5, positive when its ground truth does); ``val_*``
-    are NaN (counts −1) when the training set has no eval samples or the epoch was not
-    validated (``val_frequency``).
-    """
-
-    epoch: int
-    epochs: int
-    train_loss: float
-    train_f1: float
-    val_loss: float
-    val_precision: float
-    val_recall: float
-    val_f1: float
-    learning_rate: float
-    seconds: float
-    samples_per_s: float
-    best: bool
-    val_event_f1: float = math.nan
-    val_event_tp: int = -1
-    val_event_fp: int = -1
-    val_event_fn: int = -1
-    val_event_tn: int = -1
-
-    def describe(self) -> str:
-        """A one-line summary."""
-        val = (
-            f"val loss {self.val_loss:.4f}, event F1 {self.val_event_f1:.3f} "
-            f"(tp {self.val_event_tp} fp {self.val_event_fp} fn {self.val_event_fn} "
-            f"tn {self.val_event_tn}), pixel F1 {self.val_f1:.3f}"
-            if not math.isnan(self.val_loss)
-            else "not validated"
-        )
-        return (
-            f"epoch {self.epoch}/{self.epochs}: train loss {self.train_loss:.4f} "
-            f"pixel F1 {self.train_f1:.3f}, {val}, lr {self.learning_rate:.2g}, "
-            f"{self.samples_per_s:.1f} samples/s" + (" (best)" if self.best else "")
-        )
-
-
-@dataclass(frozen=True)
-class TrainingSummary:
-    """What a training produced.
-
-    Attributes
-    ----------
-    epochs
-        Epochs run.
-    best_val_loss
-        Lowest validation loss (the training loss when there were no eval samples).
-    best_epoch
-        The epoch (1-based) ``model.pt`` comes from.
-    samples_per_s
-        Training samples (augmented copies included) per second of training, data path
-        included.
-    device
-        ``"cpu"`` or ``"cuda:N"``.
-    parameters
-        Trainable parameters.
-    model_dir
-        The model folder (absolute).
-    train_samples, eval_samples
-        Samples in the training set's stacks (before augmentation).
-    seconds
-        Wall time of the whole training.
-    precision
-        ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast).
-    monitor
-        ``"val_loss"``, or ``"train_loss"`` without eval samples.
-    best_val_f1
-        Pixel F1 at 0.5 of the best epoch on the eval stack (NaN without eval samples).
-    best_val_event_f1
-        Event-level F1 at 0.5 of the best epoch (NaN without eval samples).
-    stopped_early
-        True when ``patience`` epochs passed without improvement before ``epochs``.
-    log_dir
-        The TensorBoard folder.
-    """
-
-    epochs: int
-    best_val_loss: float
-    best_epoch: int
-    samples_per_s: float
-    device: str
-    parameters: int
-    model_dir: Path
-    train_samples: int
-    eval_samples: int
-    seconds: float
-    precision: str
-    monitor: str
-    best_val_f1: float
-    best_val_event_f1: float = math.nan
-    stopped_early: bool = False
-    log_dir: Path | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain values for YAML."""
-        data = asdict(self)
-        data["model_dir"] = str(self.model_dir)
-        data["log_dir"] = None if self.log_dir is None else str(self.log_dir)
-        return data
 
 
 # -- devices and precision -------------------------------------------------------------------
@@ -330,6 +226,25 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn
     model = build_model(settings, int(payload["in_channels"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(resolve_device(device)).eval()
+
+
+class TorchPredictor:
+    """A torch model behind :class:`deep_events_dagster.ml.backend.Predictor`."""
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
+        self.model = model
+        self.device = resolve_device(device)
+        self.in_channels = int(getattr(model, "in_channels", 1))
+
+    def predict(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """``N×T×H×W`` samples → ``N×H×W`` probabilities (see :func:`predict`)."""
+        return predict(self.model, images, batch_size=batch_size, device=self.device)
+
+
+def load_predictor(model_dir: str | Path, device: str | torch.device = "cpu") -> TorchPredictor:
+    """The best weights of a torch model folder (``model.pt``) as a predictor."""
+    device = resolve_device(device)
+    return TorchPredictor(load_model(Path(model_dir) / TORCH_WEIGHTS_FILE, device), device)
 
 
 # -- prediction ------------------------------------------------------------------------------
@@ -476,38 +391,6 @@ class _Board:
             self.writer.close()
 
 
-_COUNT_FIELDS = ("val_event_tp", "val_event_fp", "val_event_fn", "val_event_tn")
-
-
-def _history_cell(key: str, value: Any) -> str | int:
-    if key in ("epoch", "best"):
-        return int(value)
-    if key in _COUNT_FIELDS:
-        return "" if value < 0 else int(value)
-    return "" if math.isnan(value) else f"{value:.6g}"
-
-
-def _write_history(path: Path, rows: list[EpochResult]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        values = asdict(row)
-        writer.writerow({key: _history_cell(key, values[key]) for key in HISTORY_FIELDS})
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _pick_log_samples(masks: np.ndarray, n: int) -> np.ndarray:
-    """Up to ``n`` eval indices, positives first, spread over (the first 512 of) the stack."""
-    if n <= 0 or len(masks) == 0:
-        return np.zeros(0, dtype=np.int64)
-    peaks = np.array([float(np.max(m)) for m in masks[:512]])
-    positive = np.flatnonzero(peaks > 0.5)
-    pool = positive if len(positive) >= n else np.arange(len(peaks))
-    chosen = pool[np.linspace(0, len(pool) - 1, num=min(n, len(pool))).round().astype(int)]
-    return np.unique(chosen)
-
-
 # -- training --------------------------------------------------------------------------------
 
 
@@ -515,49 +398,6 @@ def _default_workers(device: torch.device, requested: int) -> int:
     if requested > 0 or device.type != "cuda":
         return requested
     return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-def _write_model_files(
-    model_dir: Path, training_set: Path, settings: TrainingSettings, manifest_id: str
-) -> None:
-    atomic_write_text(
-        model_dir / "settings.yaml", yaml.safe_dump(settings.as_dict(), sort_keys=False)
-    )
-    atomic_write_text(
-        model_dir / "training_set.yaml",
-        yaml.safe_dump({"path": str(training_set), "id": manifest_id}, sort_keys=False),
-    )
-    prompt = training_set / "db_prompt.yaml"
-    if prompt.is_file():
-        with atomic_path(model_dir / "db_prompt.yaml") as tmp:
-            shutil.copyfile(prompt, tmp)
-
-
-def mask_statistics(masks: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, float]:
-    """One pass over a mask stack (read in chunks): per sample, whether it holds any
-    ground-truth signal, and the mean ground-truth value (the positive pixel prior)."""
-    flags = np.zeros(len(masks), dtype=bool)
-    total = 0.0
-    for start in range(0, len(masks), chunk):
-        block = np.asarray(masks[start : start + chunk])
-        flags[start : start + len(block)] = block.reshape(len(block), -1).max(axis=1) > 0
-        total += float(block.sum(dtype=np.float64))
-    return flags, total / masks.size if masks.size else 0.0
-
-
-def oversampling_weights(positive: np.ndarray, minimum_fraction: float) -> np.ndarray | None:
-    """Per-sample drawing weights giving positives at least ``minimum_fraction`` of the draws,
-    or None (a plain permutation) without positives, without negatives, or when positives
-    already make up that share.
-    """
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0 or n_pos / len(positive) >= minimum_fraction:
-        return None
-    weights = np.ones(len(positive), dtype=np.float64)
-    # w·n_pos / (w·n_pos + n_neg) = f  →  w = f·n_neg / ((1 − f)·n_pos)
-    weights[positive] = minimum_fraction * n_neg / ((1.0 - minimum_fraction) * n_pos)
-    return weights
 
 
 class EpochSampler(Sampler[int]):
@@ -780,13 +620,6 @@ class TrainingSession:
         self.model.load_state_dict(state)
 
 
-def resolved_positive_fraction(settings: TrainingSettings) -> float:
-    """The minimum share of positive samples drawn per epoch (``positive_fraction``, else
-    :data:`DEFAULT_POSITIVE_FRACTION`)."""
-    fraction = settings.positive_fraction
-    return DEFAULT_POSITIVE_FRACTION if fraction is None else float(fraction)
-
-
 def _build_scheduler(optimizer, settings: TrainingSettings, steps_per_epoch: int):
     if settings.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -880,11 +713,11 @@ def train(
     data = session.data
     model_dir = Path(model_dir).resolve()
     model_dir.mkdir(parents=True, exist_ok=True)
-    _write_model_files(model_dir, data.path, settings, data.manifest_id)
+    write_model_files(model_dir, data.path, settings, data.manifest_id)
     for note in settings.effect_notes():
         log(note)
 
-    log_indices = _pick_log_samples(data.eval_masks, settings.n_log_images)
+    log_indices = pick_log_samples(data.eval_masks, settings.n_log_images)
     log_images = np.array(data.eval_images[log_indices]) if len(log_indices) else None
     log_masks = np.array(data.eval_masks[log_indices]) if len(log_indices) else None
     monitor = "val_loss" if len(data.eval_images) else "train_loss"
@@ -952,7 +785,7 @@ def train(
                 if validation is not None:
                     best_f1, best_event_f1 = validation.f1, validation.event_f1
                 best_state = session.state()
-                session.save(model_dir / "model_best.pt", epoch, score)
+                session.save(model_dir / TORCH_BEST_FILE, epoch, score)
                 since_best = 0
             elif math.isfinite(score):
                 since_best += settings.val_frequency if monitor == "val_loss" else 1
@@ -960,7 +793,7 @@ def train(
                 session.end_of_epoch(score)
             stop = bool(settings.patience) and since_best >= settings.patience and not last
             if epoch % settings.save_frequency == 0 or last or stop:
-                session.save(model_dir / "model_last.pt", epoch, score)
+                session.save(model_dir / TORCH_LAST_FILE, epoch, score)
             counts = validation.event_counts if validation is not None else (-1, -1, -1, -1)
             result = EpochResult(
                 epoch=epoch,
@@ -982,7 +815,7 @@ def train(
                 val_event_tn=counts[3],
             )
             history.append(result)
-            _write_history(model_dir / "history.csv", history)
+            write_history(model_dir / HISTORY_FILE, history)
             board.epoch(result)
             if log_images is not None and validated:
                 probabilities = predict(
@@ -1003,8 +836,8 @@ def train(
 
     if best_state is not None:
         session.restore(best_state)
-    with atomic_path(model_dir / "model.pt") as tmp:
-        shutil.copyfile(model_dir / "model_best.pt", tmp)
+    with atomic_path(model_dir / TORCH_WEIGHTS_FILE) as tmp:
+        shutil.copyfile(model_dir / TORCH_BEST_FILE, tmp)
     summary = TrainingSummary(
         epochs=len(history),
         best_val_loss=float(best_loss),
@@ -1022,163 +855,25 @@ def train(
         best_val_event_f1=float(best_event_f1),
         stopped_early=stopped_early,
         log_dir=log_dir,
+        backend="torch",
     )
-    atomic_write_text(
-        model_dir / "training_summary.yaml", yaml.safe_dump(summary.as_dict(), sort_keys=False)
-    )
+    atomic_write_text(model_dir / SUMMARY_FILE, yaml.safe_dump(summary.as_dict(), sort_keys=False))
     return summary
 
 
 # -- command line / Dagster Pipes ------------------------------------------------------------
 
 
-def tensorboard_command(model_dir: str | Path, log_dir: str | Path = "logs") -> str:
-    """The command that shows a model folder's TensorBoard logs (``log_dir`` inside it)."""
-    return f"tensorboard --logdir {Path(model_dir) / log_dir}"
+def _gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _metadata(summary: TrainingSummary) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "epochs": summary.epochs,
-        "best_epoch": summary.best_epoch,
-        "best_val_loss": summary.best_val_loss,
-        "samples_per_s": round(summary.samples_per_s, 2),
-        "device": summary.device,
-        "precision": summary.precision,
-        "parameters": summary.parameters,
-        "model_dir": {"raw_value": str(summary.model_dir), "type": "path"},
-        "tensorboard": {
-            "raw_value": tensorboard_command(summary.model_dir, summary.log_dir or "logs"),
-            "type": "text",
-        },
-        "train_samples": summary.train_samples,
-        "eval_samples": summary.eval_samples,
-        "training_seconds": round(summary.seconds, 1),
-        "monitor": summary.monitor,
-    }
-    if not math.isnan(summary.best_val_f1):
-        metadata["best_val_f1_at_0.5"] = round(summary.best_val_f1, 4)
-    if not math.isnan(summary.best_val_event_f1):
-        metadata["best_val_event_f1_at_0.5"] = round(summary.best_val_event_f1, 4)
-    metadata["stopped_early"] = summary.stopped_early
-    history = summary.model_dir / "history.csv"
-    if history.is_file():
-        metadata["history"] = {"raw_value": _history_markdown(history), "type": "md"}
-    return metadata
-
-
-def _history_markdown(path: Path, last: int = 25) -> str:
-    rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))[-last:]
-    columns = ["epoch", "train_loss", "val_loss", "val_event_f1", "val_f1", "learning_rate", "best"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m deep_events_dagster.ml.torch.train",
-        description="Train a deep-events model on a training-set folder.",
-    )
-    parser.add_argument("--training-set", required=True, type=Path, help="training-set folder")
-    parser.add_argument("--model-dir", required=True, type=Path, help="output model folder")
-    parser.add_argument("--settings", type=Path, help="YAML mapping of training settings")
-    parser.add_argument(
-        "--device", default="auto", help="auto (a free GPU, else the CPU), cpu, cuda or cuda:N"
-    )
-    parser.add_argument("--home", type=Path, help="platform home (GPU locks under gpu_locks/)")
-    parser.add_argument(
-        "--when-busy",
-        choices=("wait", "cpu"),
-        default="wait",
-        help="with --device auto and every GPU taken: wait for one (default) or use the CPU",
-    )
-    parser.add_argument(
-        "--wait-timeout", type=float, default=None, help="longest wait for a GPU, seconds"
-    )
-    return parser
-
-
-def _read_settings(path: Path | None) -> TrainingSettings:
-    if path is None:
-        return TrainingSettings()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise TrainingSettingsInvalid(f"{path}: cannot read training settings: {exc}") from exc
-    return TrainingSettings.from_mapping(data, source=str(path))
-
-
-def _run(args: argparse.Namespace, log: Callable[[str], None]) -> TrainingSummary:
-    from deep_events_dagster.ml.devices import allocate_device
-
-    settings = _read_settings(args.settings)
-    gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    with allocate_device(
-        args.device,
-        home=args.home,
-        gpu_count=gpu_count,
-        when_busy=args.when_busy,
-        timeout_s=args.wait_timeout,
-        log=log,
-    ) as allocation:
-        log(
-            f"device {allocation.device} ({allocation.reason}"
-            + (f", lock {allocation.lock_path}" if allocation.lock_path else "")
-            + (f", waited {allocation.waited_s:.0f} s" if allocation.waited_s >= 1 else "")
-            + ")"
-        )
-        return train(
-            args.training_set,
-            args.model_dir,
-            settings,
-            device=allocation.device,
-            progress=lambda result: log(result.describe()),
-            log=log,
-        )
-
-
-def _in_pipes_process() -> bool:
-    try:
-        from dagster_pipes import PipesEnvVarParamsLoader
-    except ImportError:
-        return False
-    return PipesEnvVarParamsLoader().is_dagster_pipes_process()
+TRAINER = Trainer(module="deep_events_dagster.ml.torch.train", train=train, gpu_count=_gpu_count)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    from deep_events_dagster.ml.devices import DeviceBusyError
-
-    args = _parser().parse_args(argv)
-    if _in_pipes_process():
-        from dagster_pipes import open_dagster_pipes
-
-        with open_dagster_pipes() as pipes:
-
-            def log(message: str) -> None:
-                pipes.log.info(message)
-                print(message, flush=True)
-
-            summary = _run(args, log)
-            pipes.report_asset_materialization(metadata=_metadata(summary))
-        return 0
-
-    def say(message: str) -> None:
-        print(message, flush=True)
-
-    try:
-        summary = _run(args, say)
-    except (TrainingSettingsInvalid, ValueError, FileNotFoundError, DeviceBusyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    board = tensorboard_command(summary.model_dir, summary.log_dir or "logs")
-    say(
-        f"done: {summary.epochs} epochs, best {summary.monitor} {summary.best_val_loss:.4f} "
-        f"(epoch {summary.best_epoch}), {summary.samples_per_s:.1f} samples/s on "
-        f"{summary.device}; model in {summary.model_dir}\n{board}"
-    )
-    return 0
+    """Command-line entry point (see the module docstring); returns the exit status."""
+    return run_training_command(argv, TRAINER)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from deep_events_dagster.ml.augmentation import (
     AugmentationParams,
     augment_pair,
     augment_sample,
+    patch_corner,
     sample_rng,
     symmetries,
 )
@@ -113,3 +114,51 @@ def test_bad_parameters():
         AugmentationParams(brightness_range=(1.2, 1.0))
     with pytest.raises(ValueError):
         AugmentationParams(poisson=-1)
+
+
+def _gaussian_mask(shape, peak, sigma=3.0):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.exp(-((yy - peak[0]) ** 2 + (xx - peak[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("peak", [(128, 128), (3, 250), (250, 2), (60, 200), (255, 255)])
+def test_a_positive_window_always_holds_its_event(peak):
+    mask = _gaussian_mask((256, 256), peak)
+    corners = set()
+    for copy in range(200):
+        y, x = patch_corner(mask, 128, sample_rng(0, 1, 2, copy))
+        assert 0 <= y <= 128 and 0 <= x <= 128
+        window = mask[y : y + 128, x : x + 128]
+        assert window.max() == mask.max()  # the peak is inside: still a positive
+        py, px = peak[0] - y, peak[1] - x
+        # at least 16 px (1/8 of the window) from the window's border where the sample allows
+        assert min(py, 127 - py) >= min(16, peak[0], 255 - peak[0])
+        assert min(px, 127 - px) >= min(16, peak[1], 255 - peak[1])
+        corners.add((y, x))
+    if peak == (128, 128):
+        assert len(corners) > 50  # the window moves around the event
+
+
+def test_a_negative_window_is_anywhere_and_small_samples_stay_whole():
+    empty = np.zeros((256, 256), dtype=np.float32)
+    corners = np.array([patch_corner(empty, 128, sample_rng(0, 0, 0, c)) for c in range(300)])
+    assert corners.min() <= 5 and corners.max() >= 123
+    assert patch_corner(np.zeros((64, 200), np.float32), 128, sample_rng(0, 0, 0, 0))[0] == 0
+
+
+def test_patch_size_cuts_every_copy_and_keeps_the_event():
+    image = np.random.default_rng(0).random((2, 256, 256), dtype=np.float32)
+    mask = _gaussian_mask((256, 256), (40, 220))
+    params = AugmentationParams(patch_size=128, poisson=0.5)
+    for copy in range(6):
+        out, out_mask = augment_sample(
+            image, mask, seed=1, epoch=1, index=0, copy=copy, params=params
+        )
+        assert out.shape == (2, 128, 128) and out_mask.shape == (128, 128)
+        assert out_mask.max() == pytest.approx(1.0)
+    out, out_mask = augment_sample(image, mask, seed=1, epoch=1, index=0, copy=0, params=params)
+    y, x = np.argwhere(image[0] == out[0, 0, 0])[0]  # copy 0 is a plain window of the sample
+    assert np.array_equal(out, image[:, y : y + 128, x : x + 128])
+    assert np.array_equal(out_mask, mask[y : y + 128, x : x + 128])
+    with pytest.raises(ValueError, match="patch_size"):
+        AugmentationParams(patch_size=4)

@@ -271,7 +271,7 @@ def test_reports_through_dagster_pipes(tmp_path):
 
 
 def test_mask_statistics_and_oversampling_weights():
-    from deep_events_dagster.ml.torch.train import mask_statistics, oversampling_weights
+    from deep_events_dagster.ml.arrays import mask_statistics, oversampling_weights
 
     masks = np.zeros((10, 4, 4), dtype=np.float32)
     masks[[2, 7], 1, 1] = 1.0

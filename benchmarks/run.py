@@ -69,6 +69,10 @@ The benchmarks (full sizes; ``--quick`` shrinks them for a ~1 minute smoke run):
     A model trained on CPU with the original's README settings, scored per event on synthetic
     acquisitions it never saw (goal: F1 ≥ 0.95 within 10 minutes on 2 cores), the recipe's
     choices side by side, and the real legacy events (:mod:`benchmarks.bench_learning`).
+
+``exports``
+    Seconds per 2048×2048 frame through torch (float32 eager), TorchScript, ONNX Runtime and the
+    Keras ``model.h5``, 2 threads, ratios vs torch side by side (:mod:`benchmarks.bench_exports`).
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ BENCHMARKS = (
     "ui_latency",
     "training",
     "learning",
+    "exports",
 )
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PROFILE_TOP = 15
@@ -179,6 +184,10 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
         from benchmarks import bench_learning
 
         return lambda ws: bench_learning.result(ws.root, quick=plan is QUICK)
+    if name == "exports":
+        from benchmarks import bench_exports
+
+        return lambda ws: bench_exports.result(ws.root, quick=plan is QUICK)
     raise ValueError(name)
 
 

@@ -445,12 +445,30 @@ def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = Fa
             model_dir = Path(model["path"])
             print(f"  {_evaluation_summary(model_dir / 'evaluation.yaml')}")
             print(f"  model:       {model_dir}")
+            for line in _export_lines(model_dir):
+                print(f"  {line}")
             print(f"  tensorboard --logdir {run.settings.tensorboard_dir(model_dir)}")
         else:
             print("  no model folder recorded (see the run in the Dagster UI)")
     if failed:
         print(f"{failed} of {len(runs)} training runs failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _export_lines(model_dir: Path) -> list[str]:
+    """One line per export recorded in the model folder's ``exports.yaml``."""
+    from deep_events_dagster.ml.model_folder import ModelFolder
+
+    lines = []
+    for name, entry in ModelFolder(model_dir).exports().items():
+        if not isinstance(entry, dict) or "status" not in entry:
+            continue
+        if entry["status"] == "ok":
+            size = f"{int(entry.get('bytes') or 0) / 1e6:.2f} MB"
+            lines.append(f"export {name + ':':<12} {model_dir / str(entry.get('file'))} ({size})")
+        else:
+            lines.append(f"export {name + ':':<12} {entry['status']}: {entry.get('reason', '')}")
+    return lines
 
 
 def _one_line(exc: BaseException) -> str:
@@ -550,6 +568,31 @@ def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
     os.execve(command[0], command, os.environ.copy())
 
 
+def export(model_dir: Path, formats: Sequence[str] | None = None) -> int:
+    """Write a model folder's exports (``ml.export.export_model``), print one line per format.
+
+    Returns
+    -------
+    int
+        0 when every export was written and checked (or skipped with a reason), 1 when a check
+        failed (the file was removed), 2 for a folder that cannot be exported (not a model
+        folder, not evaluated, unknown format): one line on stderr, no traceback.
+    """
+    from deep_events_dagster.ml.export import DEFAULT_FORMATS, ExportCheckFailed, export_model
+
+    try:
+        report = export_model(model_dir, tuple(formats or DEFAULT_FORMATS))
+    except ExportCheckFailed as exc:
+        print("\n".join(exc.report.lines()))
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``deep-events``."""
     home_help = "platform home (default: $DEEP_EVENTS_HOME, else ./.deep_events)"
@@ -600,6 +643,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
 
+    p = commands.add_parser(
+        "export",
+        help="write and check a model folder's exports",
+        description="Write the exports of a trained, evaluated model folder (Keras .h5, ONNX, "
+        "TorchScript; a bioimage.io package on request), load each back and check it against "
+        "the model and evaluation.yaml; prints one line per export.",
+    )
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=["keras", "onnx", "torchscript", "bioimageio"],
+        help="export only this format; repeatable (default: keras, onnx, torchscript)",
+    )
+
     p = commands.add_parser("synth", help="write a synthetic acquisition tree")
     p.add_argument("out", type=Path)
     p.add_argument("--seed", type=int, default=0)
@@ -634,6 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for acquisition in tree.acquisitions:
             print(acquisition.folder)
         return 0
+    if args.command == "export":
+        return export(args.model_dir, args.format)
     if args.command == "ingest":
         settings = settings_from_args(args, roots=tuple(r.resolve() for r in args.roots))
         return ingest(settings, workers=args.workers, executor=args.executor, verbose=args.verbose)

@@ -13,6 +13,7 @@ from deep_events_dagster.defs.training import (
     TrainingResource,
     build_training_sensor,
     model_evaluation,
+    model_exports,
     train_job,
     trained_model,
     training_set,
@@ -28,6 +29,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     """
     assets = [raw_movie, acquisition_metadata, legacy_events, training_set, trained_model]
     assets.append(model_evaluation)
+    assets.append(model_exports)
     for kind in settings.kinds:
         assets.extend(build_kind_assets(kind))
     home: str | dg.EnvVar = dg.EnvVar(HOME_ENV) if home_from_env else str(settings.home)

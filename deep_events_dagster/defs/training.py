@@ -179,31 +179,30 @@ def training_set(
     deps=[training_set],
     pool=GPU_POOL,
     op_tags=GPU_OP_TAGS,
-    code_version="1",
-    kinds={"pytorch"},
+    code_version="2",
+    kinds={"pytorch", "tensorflow"},
 )
 def trained_model(
     context: dg.AssetExecutionContext,
     training: TrainingResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    """The U-Net (or bottleneck ConvLSTM) trained on the training set in its own process
-    (Dagster Pipes), on a free GPU when there is one (one model per GPU), else the CPU.
-    The model folder holds settings.yaml, db_prompt.yaml, model.pt, history.csv, logs/
-    (TensorBoard) and the training set reference."""
+    """The U-Net (or bottleneck ConvLSTM) trained on the training set by the settings'
+    backend (PyTorch or TensorFlow/Keras) in its own process (Dagster Pipes), on a free GPU
+    when there is one (one model per GPU), else the CPU. The model folder
+    (``ml.model_folder``) holds the settings, the weights, history.csv, logs/ (TensorBoard)
+    and the training set reference."""
+    from deep_events_dagster.ml.backend import get_backend
+    from deep_events_dagster.ml.model_folder import REQUESTED_SETTINGS_FILE
+
     spec = training.spec(context.partition_key)
-    if spec.backend != "torch":
-        raise dg.Failure(
-            description=f"{spec.file}: backend {spec.backend!r} is not available yet; "
-            "use `backend: torch` (the PyTorch U-Net and bottleneck ConvLSTM)",
-            allow_retries=False,
-        )
+    backend = get_backend(spec.backend)
     run_folder = training.run_folder(spec)
     pointer = _read_pointer(run_folder / "training_set.yaml", "training set")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     model_dir = run_folder / f"model_{stamp}_{pointer['id'][:8]}"
     model_dir.mkdir(parents=True, exist_ok=True)
-    settings_path = model_dir / "requested_settings.yaml"
+    settings_path = model_dir / REQUESTED_SETTINGS_FILE
     atomic_write_text(
         settings_path,
         yaml.safe_dump(training.run(context.partition_key).settings.as_dict(), sort_keys=False),
@@ -211,7 +210,7 @@ def trained_model(
     command = [
         sys.executable,
         "-m",
-        "deep_events_dagster.ml.torch.train",
+        backend.train_module,
         "--training-set",
         pointer["path"],
         "--model-dir",
@@ -237,7 +236,7 @@ def trained_model(
     group_name=TRAINING_GROUP,
     deps=[trained_model],
     code_version="2",
-    kinds={"pytorch"},
+    kinds={"pytorch", "tensorflow"},
 )
 def model_evaluation(
     context: dg.AssetExecutionContext, training: TrainingResource
@@ -283,11 +282,38 @@ def model_evaluation(
     )
 
 
+@dg.asset(
+    partitions_def=training_runs_partitions,
+    group_name=TRAINING_GROUP,
+    deps=[model_evaluation],
+    code_version="1",
+    kinds={"keras", "onnx"},
+)
+def model_exports(
+    context: dg.AssetExecutionContext, training: TrainingResource
+) -> dg.MaterializeResult:
+    """The model in the formats a microscope loads: Keras ``model.h5`` (N×H×W×T in,
+    probabilities out), ``model.onnx`` and, for torch models, ``model.torchscript.pt``. Each
+    file is loaded back and checked against the trained model, and its event decisions on the
+    held-out samples at the evaluation's threshold must equal those of ``evaluation.yaml``."""
+    from deep_events_dagster.ml.export import export_model
+
+    spec = training.spec(context.partition_key)
+    pointer = _read_pointer(training.run_folder(spec) / "model.yaml", "trained model")
+    report = export_model(Path(pointer["path"]), log=context.log.info)
+    metadata: dict = {"exports": dg.MetadataValue.md(report.markdown())}
+    for entry in report.results:
+        if entry.status == "ok":
+            metadata[f"{entry.format}_path"] = dg.MetadataValue.path(str(entry.path))
+            metadata[f"{entry.format}_bytes"] = entry.bytes
+    return dg.MaterializeResult(metadata=metadata)
+
+
 train_job = dg.define_asset_job(
     name="train",
     selection=dg.AssetSelection.groups(TRAINING_GROUP),
     partitions_def=training_runs_partitions,
-    description="Build the training set, train the model, evaluate it.",
+    description="Build the training set, train the model, evaluate it, export it.",
 )
 
 

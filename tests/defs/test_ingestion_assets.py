@@ -39,7 +39,12 @@ def test_asset_graph_has_each_kind_side_by_side(setup):
         for k in graph.get_all_asset_keys()
         if graph.get(k).group_name == "ingestion"
     }
-    assert keys - ingestion == {"training_set", "trained_model", "model_evaluation"}
+    assert keys - ingestion == {
+        "training_set",
+        "trained_model",
+        "model_evaluation",
+        "model_exports",
+    }
     assert ingestion == {
         "raw_movie",
         "acquisition_metadata",

@@ -1,6 +1,20 @@
 """Shared test set-up."""
 
+import sys
+
 import pytest
+
+
+def pytest_sessionstart(session):
+    """absl (TensorFlow's logging) binds its handler to the sys.stderr of its first import —
+    pytest's capture stream in a test — and closes it when logging's handlers are shut down
+    (Dagster's log configuration does): initialise it once on the process's own stderr."""
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
 
 # The CLI points this process at a home by setting these (as `deep-events` must for the
 # Dagster processes it starts); every test starts without them, whatever the caller's shell has.

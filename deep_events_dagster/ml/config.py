@@ -90,7 +90,8 @@ class TrainingSettings(BaseModel):
     Attributes
     ----------
     backend
-        ``"torch"`` (implemented) or ``"tensorflow"``.
+        ``"torch"`` (PyTorch) or ``"tensorflow"`` (Keras through ``tf_keras``): the same networks,
+        recipe and model-folder files (:mod:`deep_events_dagster.ml.backend`).
     model
         ``"unet"`` (frames stacked as input channels) or ``"bottleneck_lstm"`` (the same encoder
         per frame, a ConvLSTM over time at the bottleneck; needs ``n_timepoints`` > 1).
@@ -147,7 +148,8 @@ class TrainingSettings(BaseModel):
     val_frequency
         Validate every n epochs (the last epoch is always validated).
     save_frequency
-        Write ``model_last.pt`` every n epochs (and after the last one).
+        Write the last-epoch checkpoint (``model_last.pt`` / ``keras_last.weights.h5``) every n
+        epochs (and after the last one).
     log_batch_frequency
         Log the training loss to TensorBoard every n batches; 0: per epoch only.
     log_dir
@@ -162,7 +164,7 @@ class TrainingSettings(BaseModel):
         Training-set option: fraction of events held out for evaluation (the core's meaning,
         default 0.2).
     seed
-        Seeds Python, numpy and torch, the shuffling and the augmentation.
+        Seeds Python, numpy and the backend, the shuffling and the augmentation.
     mixed_precision
         ``"auto"``: float16 autocast with a gradient scaler on CUDA, bfloat16 autocast on a CPU
         with native bfloat16 instructions (avx512_bf16 / AMX), float32 otherwise; ``"off"``:

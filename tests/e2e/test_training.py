@@ -33,13 +33,13 @@ def ingested(tmp_path, capsys):
     return tree, home
 
 
-def _settings_file(path, folder, prompts):
+def _settings_file(path, folder, prompts, backend="torch"):
     path.write_text(
         yaml.safe_dump(
             {
                 "folder": str(folder),
                 "collection": "event_data_points",
-                "backend": "torch",
+                "backend": backend,
                 "db_prompt": prompts,
                 "settings": TINY,
             }
@@ -64,6 +64,12 @@ def test_train_command_builds_trains_and_evaluates(ingested, tmp_path, capsys):
     assert any((model_dir / "logs").rglob("events.out.tfevents*"))
     history = (model_dir / "history.csv").read_text().strip().splitlines()
     assert len(history) == 1 + TINY["epochs"]
+    # the exports, checked and listed
+    exports = yaml.safe_load((model_dir / "exports.yaml").read_text())
+    for name, file in (("keras", "model.h5"), ("onnx", "model.onnx")):
+        assert exports[name]["status"] == "ok" and (model_dir / file).is_file()
+        assert f"export {name}:" in out and str(model_dir / file) in out
+    assert (model_dir / "model.torchscript.pt").is_file()
     evaluation = yaml.safe_load((model_dir / "evaluation.yaml").read_text())
     assert 0.05 <= evaluation["threshold"] <= 1.0
     for key in ("precision", "recall", "f1", "mcc", "kappa", "specificity", "npv", "fbeta"):
@@ -84,6 +90,38 @@ def test_train_command_builds_trains_and_evaluates(ingested, tmp_path, capsys):
     )
     assert len(list((tmp_path / "models" / "training_sets").glob("ts_*"))) == 1
     assert pointer["id"] in pointer["path"]
+
+
+@pytest.mark.slow
+def test_the_tensorflow_backend_trains_evaluates_and_exports_through_dagster(
+    ingested, tmp_path, capsys
+):
+    _tree, home = ingested
+    settings_file = _settings_file(
+        tmp_path / "keras.yaml", tmp_path / "models", {"type": "event"}, backend="tensorflow"
+    )
+    code = main(["train", str(settings_file), "--home", str(home)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    model_line = next(line for line in out.splitlines() if line.strip().startswith("model:"))
+    model_dir = tmp_path.joinpath(model_line.split("model:", 1)[1].strip())
+    for name in ("keras.weights.h5", "history.csv", "evaluation.yaml", "model.h5", "model.onnx"):
+        assert (model_dir / name).is_file(), name
+    assert not (model_dir / "model.pt").exists()
+    summary = yaml.safe_load((model_dir / "training_summary.yaml").read_text())
+    assert summary["backend"] == "tensorflow" and summary["epochs"] == TINY["epochs"]
+    evaluation = yaml.safe_load((model_dir / "evaluation.yaml").read_text())
+    exports = yaml.safe_load((model_dir / "exports.yaml").read_text())
+    assert exports["source"] == "keras"
+    assert exports["keras"]["event_counts"]["tp"] == pytest.approx(evaluation["tp"], abs=1)
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        (run,) = [r for r in instance.get_runs() if r.job_name == "train"]
+        assert run.is_success
+        latest = instance.get_latest_materialization_events(
+            [dg.AssetKey(k) for k in ("trained_model", "model_evaluation", "model_exports")]
+        )
+        materialized = {key.to_user_string() for key, event in latest.items() if event}
+    assert materialized == {"trained_model", "model_evaluation", "model_exports"}
 
 
 def test_training_sensor_registers_each_prompt(tmp_path):

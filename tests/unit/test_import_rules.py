@@ -12,6 +12,14 @@ FORBIDDEN = {
     "deep_events_dagster.catalog": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.catalog.catalog": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.ml": ["dagster"],
+    # backend-neutral: evaluation, exports and predictions reach a backend only through these
+    "deep_events_dagster.ml.backend": ["dagster", "torch", "tensorflow"],
+    "deep_events_dagster.ml.model_folder": ["dagster", "torch", "tensorflow"],
+    "deep_events_dagster.ml.training_log": ["dagster", "torch", "tensorflow"],
+    "deep_events_dagster.ml.arrays": ["dagster", "torch", "tensorflow"],
+    "deep_events_dagster.ml.evaluate": ["dagster", "torch", "tensorflow"],
+    "deep_events_dagster.ml.export": ["dagster", "torch", "tensorflow", "onnxruntime"],
+    "deep_events_dagster.ml.tensorflow.train": ["dagster", "torch"],
     "deep_events_dagster.settings": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.testing.learning": ["dagster", "torch", "tensorflow"],
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -23,6 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import tensorflow as tf
+from absl import logging as _absl_logging
+
+# absl (imported by TensorFlow) binds its handler to the sys.stderr of the moment it is first
+# imported and closes that stream when logging's handlers are shut down (as
+# ``logging.config.dictConfig`` does) unless it is the current sys.stderr — a temporary stream
+# there (captured or redirected output) would be closed under its owner. Pin the process's own.
+_absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 __all__ = [
     "KERAS_2_MODULE",

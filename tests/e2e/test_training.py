@@ -112,7 +112,7 @@ def test_the_tensorflow_backend_trains_evaluates_and_exports_through_dagster(
     assert summary["backend"] == "tensorflow" and summary["epochs"] == TINY["epochs"]
     evaluation = yaml.safe_load((model_dir / "evaluation.yaml").read_text())
     exports = yaml.safe_load((model_dir / "exports.yaml").read_text())
-    assert exports["source"] == "keras"
+    assert exports["keras"]["source"] == "keras"
     assert exports["keras"]["event_counts"]["tp"] == pytest.approx(evaluation["tp"], abs=1)
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         (run,) = [r for r in instance.get_runs() if r.job_name == "train"]
@@ -234,14 +234,15 @@ settings:
 
 @pytest.mark.slow
 def test_the_original_readme_settings_file_trains_as_written(tmp_path, capsys):
-    # small movies and crops keep 150 epochs (or early stopping) short
+    # small movies and crops keep 150 epochs (or early stopping) short, also on CPUs without
+    # AVX-512 (every frame of every event is a sample: few frames, few samples)
     tree = generate_tree(
         tmp_path / "data",
         seed=5,
         n_acquisitions=4,
         height=128,
         width=128,
-        n_frames=16,
+        n_frames=8,
         events_per_acquisition=(1, 2),
         min_separation=40.0,
     )

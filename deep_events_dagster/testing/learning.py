@@ -24,7 +24,13 @@ from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.core.training_set import TrainingSetResult, build_training_set
 
-__all__ = ["SMALL_PROBLEM", "LearningSet", "build_learning_set", "ingest_tree_documents"]
+__all__ = [
+    "SMALL_PROBLEM",
+    "SMALL_PROBLEM_SETTINGS",
+    "LearningSet",
+    "build_learning_set",
+    "ingest_tree_documents",
+]
 
 HELD_OUT_SEED_OFFSET = 7919
 TEST_SEED_OFFSET = 15485863
@@ -39,6 +45,20 @@ SMALL_PROBLEM = {
     "n_frames": 16,
     "events_per_acquisition": (3, 4),
     "sigma": 2.0,
+}
+# The original README's training settings on SMALL_PROBLEM, with a smaller U-Net (the learning
+# tests of both backends; add ``epochs``).
+SMALL_PROBLEM_SETTINGS = {
+    "batch_size": 8,
+    "loss": "soft_focal",
+    "weight": {"alpha": 0.4, "gamma": 2},
+    "model": "unet",
+    "poisson": 0.2,
+    "n_timepoints": 1,
+    "nb_filters": 8,
+    "first_conv_size": 5,
+    "n_augmentations": 2,
+    "mixed_precision": "off",  # the same numbers on every CPU
 }
 
 

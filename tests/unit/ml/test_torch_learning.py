@@ -18,22 +18,14 @@ from deep_events_dagster.core.metrics import (
 from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.evaluate import evaluate_model_folder
 from deep_events_dagster.ml.torch.train import load_model, predict, train
-from deep_events_dagster.testing.learning import SMALL_PROBLEM, build_learning_set
+from deep_events_dagster.testing.learning import (
+    SMALL_PROBLEM,
+    SMALL_PROBLEM_SETTINGS,
+    build_learning_set,
+)
 
 # The original README's settings, on 64² crops with a smaller U-Net so that CI trains in ~1 min.
-SETTINGS = {
-    "batch_size": 8,
-    "loss": "soft_focal",
-    "weight": {"alpha": 0.4, "gamma": 2},
-    "model": "unet",
-    "poisson": 0.2,
-    "n_timepoints": 1,
-    "nb_filters": 8,
-    "first_conv_size": 5,
-    "n_augmentations": 2,
-    "epochs": 12,
-    "mixed_precision": "off",  # the same numbers on every CPU
-}
+SETTINGS = {**SMALL_PROBLEM_SETTINGS, "epochs": 12}
 
 
 @pytest.fixture(scope="module")

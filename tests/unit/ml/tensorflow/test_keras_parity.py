@@ -13,23 +13,15 @@ pytest.importorskip("torch")
 from deep_events_dagster.ml.backend import get_backend
 from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.evaluate import evaluate_predictions
-from deep_events_dagster.testing.learning import SMALL_PROBLEM, build_learning_set
+from deep_events_dagster.testing.learning import (
+    SMALL_PROBLEM,
+    SMALL_PROBLEM_SETTINGS,
+    build_learning_set,
+)
 
 # tests/unit/ml/test_torch_learning.py's settings (the original README's, on 64² crops with a
 # smaller U-Net) with fewer epochs: 2 CPU cores train each backend 8 epochs in about a minute.
-SETTINGS = {
-    "batch_size": 8,
-    "loss": "soft_focal",
-    "weight": {"alpha": 0.4, "gamma": 2},
-    "model": "unet",
-    "poisson": 0.2,
-    "n_timepoints": 1,
-    "nb_filters": 8,
-    "first_conv_size": 5,
-    "n_augmentations": 2,
-    "epochs": 8,
-    "mixed_precision": "off",
-}
+SETTINGS = {**SMALL_PROBLEM_SETTINGS, "epochs": 8}
 
 
 @pytest.mark.slow

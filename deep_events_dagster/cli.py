@@ -593,6 +593,85 @@ def export(model_dir: Path, formats: Sequence[str] | None = None) -> int:
     return 0
 
 
+def predict(
+    paths: Sequence[Path],
+    model_dir: Path,
+    *,
+    out_dir: Path | None = None,
+    kind: str = "points",
+    as_json: bool = False,
+    device: str = "cpu",
+) -> int:
+    """Score every frame of each movie with a model (``ml.predict.predict_movie``), print the
+    result per acquisition: a short summary, or one JSON object a line with ``as_json``.
+
+    A PATH is an acquisition folder (its most recently modified ``*.ome.tif[f]``) or a movie
+    file. With ``out_dir`` the CSV and probability movie are written there (one PATH) or into
+    ``out_dir/<acquisition folder name>/`` (several); without it nothing is written.
+
+    Returns
+    -------
+    int
+        0 when every movie was scored, 1 when some PATH could not be (one line each on stderr;
+        the others are still scored), 2 when the model cannot be loaded.
+    """
+    from deep_events_dagster.core.acquisitions import movie_in_folder
+    from deep_events_dagster.ml.predict import load_model_predictor, predict_movie
+
+    try:
+        predictor = load_model_predictor(model_dir, device)
+    except (ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    failed = 0
+    used_names: set[str] = set()
+    for path in paths:
+        movie = movie_in_folder(path) if path.is_dir() else path
+        if movie is None:
+            print(f"error: {path}: no *.ome.tif / *.ome.tiff movie in this folder", file=sys.stderr)
+            failed += 1
+            continue
+        target = out_dir
+        if out_dir is not None and len(paths) > 1:
+            name = movie.parent.name or "movie"
+            unique, n = name, 2
+            while unique in used_names:
+                unique, n = f"{name}_{n}", n + 1
+            used_names.add(unique)
+            target = out_dir / unique
+        try:
+            result = predict_movie(
+                movie, model_dir, out_dir=target, kind=kind, device=device, predictor=predictor
+            )
+        except (ValueError, OSError) as exc:  # InputError and MovieError name their file
+            message = _one_line(exc)
+            if not message.startswith(str(movie)) and not message.startswith(str(model_dir)):
+                message = f"{movie}: {message}"
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        if as_json:
+            print(json.dumps(result.as_json()), flush=True)
+            continue
+        print(
+            f"{movie}: {len(result.frames)} frames, {len(result.events)} event(s) above "
+            f"threshold {result.threshold:g} ({result.threshold_source}), "
+            f"frame step {result.frame_step}, {result.seconds:.1f} s"
+        )
+        for event in result.events:
+            start, stop = event.frames
+            span = f"frame {start}" if stop - start == 1 else f"frames {start}–{stop - 1}"
+            print(f"  {span} at y {event.y}, x {event.x}: score {event.score:.3f}")
+        written = [str(p) for p in (result.csv_path, result.movie_out_path) if p is not None]
+        print(f"  files: {', '.join(written)}" if written else "  files: none (use --out DIR)")
+        for note in result.notes:
+            print(f"  note: {note}")
+        sys.stdout.flush()
+    if failed:
+        print(f"{failed} of {len(paths)} path(s) could not be scored", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``deep-events``."""
     home_help = "platform home (default: $DEEP_EVENTS_HOME, else ./.deep_events)"
@@ -658,6 +737,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="export only this format; repeatable (default: keras, onnx, torchscript)",
     )
 
+    p = commands.add_parser(
+        "predict",
+        help="score every frame of movies with a trained model",
+        description="Run a trained model over whole movies: per frame the highest probability "
+        "and where it is, and the events (consecutive frames above the model's threshold). "
+        "Prints a summary per acquisition, or one JSON object a line with --json.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="an acquisition folder (its newest *.ome.tif) or a movie file",
+    )
+    p.add_argument("--model", required=True, type=Path, metavar="DIR", help="model folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write predictions_<kind>.csv and .ome.tif here (in DIR/<acquisition>/ for "
+        "several PATHs); without it nothing is written",
+    )
+    p.add_argument("--kind", default="points", help="annotation kind (names the output files)")
+    p.add_argument("--json", action="store_true", help="one JSON object per acquisition a line")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1…")
+
     p = commands.add_parser("synth", help="write a synthetic acquisition tree")
     p.add_argument("out", type=Path)
     p.add_argument("--seed", type=int, default=0)
@@ -694,6 +799,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "export":
         return export(args.model_dir, args.format)
+    if args.command == "predict":
+        return predict(
+            args.paths,
+            args.model,
+            out_dir=args.out,
+            kind=args.kind,
+            as_json=args.json,
+            device=args.device,
+        )
     if args.command == "ingest":
         settings = settings_from_args(args, roots=tuple(r.resolve() for r in args.roots))
         return ingest(settings, workers=args.workers, executor=args.executor, verbose=args.verbose)

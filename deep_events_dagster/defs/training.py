@@ -295,18 +295,27 @@ def model_exports(
     """The model in the formats a microscope loads: Keras ``model.h5`` (N×H×W×T in,
     probabilities out), ``model.onnx`` and, for torch models, ``model.torchscript.pt``. Each
     file is loaded back and checked against the trained model, and its event decisions on the
-    held-out samples at the evaluation's threshold must equal those of ``evaluation.yaml``."""
+    held-out samples at the evaluation's threshold must equal those of ``evaluation.yaml``.
+    The list of exports is also recorded on ``trained_model`` (an observation of the same
+    partition), so the model's page shows the files a microscope can load."""
     from deep_events_dagster.ml.export import export_model
 
     spec = training.spec(context.partition_key)
     pointer = _read_pointer(training.run_folder(spec) / "model.yaml", "trained model")
     report = export_model(Path(pointer["path"]), log=context.log.info)
-    metadata: dict = {"exports": dg.MetadataValue.md(report.markdown())}
+    listing: dict = {"exports": dg.MetadataValue.md(report.markdown())}
     for entry in report.results:
         if entry.status == "ok":
-            metadata[f"{entry.format}_path"] = dg.MetadataValue.path(str(entry.path))
-            metadata[f"{entry.format}_bytes"] = entry.bytes
-    return dg.MaterializeResult(metadata=metadata)
+            listing[f"{entry.format}_path"] = dg.MetadataValue.path(str(entry.path))
+            listing[f"{entry.format}_bytes"] = entry.bytes
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=trained_model.key,
+            partition=context.partition_key,
+            metadata={**listing, "model_dir": dg.MetadataValue.path(pointer["path"])},
+        )
+    )
+    return dg.MaterializeResult(metadata=listing)
 
 
 train_job = dg.define_asset_job(

@@ -142,9 +142,14 @@ class TrainingSettings(BaseModel):
         positive's window keeps its event); evaluation and prediction use whole frames.
         Default 128 (the original's crop size): a 256² crop costs four times as much per
         step. None: train on whole crops.
+    monitor
+        Which epoch's weights are kept: ``"event_f1"`` (default) the one deciding the eval
+        events best at the threshold the evaluation chooses (event-level F1; ties: lower
+        validation loss); ``"val_loss"`` the lowest validation loss (the original's choice).
+        See :mod:`deep_events_dagster.ml.epochs`.
     patience
         Early stopping: training stops after this many epochs without improvement of the
-        monitored validation score and the best weights are restored; None: never stop early.
+        monitored score and the best weights are restored; None: never stop early.
     val_frequency
         Validate every n epochs (the last epoch is always validated).
     save_frequency
@@ -217,6 +222,7 @@ class TrainingSettings(BaseModel):
     output_bias_prior: bool = True
     positive_fraction: float | None = Field(None, ge=0.0, le=1.0)
     patch_size: int | None = Field(128, ge=8)
+    monitor: Literal["event_f1", "val_loss"] = "event_f1"
     patience: int | None = Field(15, ge=1)
     val_frequency: int = Field(1, ge=1)
     save_frequency: int = Field(1, ge=1)

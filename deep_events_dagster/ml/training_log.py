@@ -60,6 +60,8 @@ HISTORY_FIELDS = (
     "val_event_fp",
     "val_event_fn",
     "val_event_tn",
+    "val_event_threshold",
+    "val_event_f1_at_threshold",
     "learning_rate",
     "seconds",
     "samples_per_s",
@@ -73,7 +75,9 @@ class EpochResult:
 
     Precision, recall and F1 are pixel-wise at probability 0.5 against ``mask > 0.5``;
     ``val_event_*`` are event-level at 0.5 (an eval event is predicted when the maximum
-    probability over its samples passes 0.5, positive when its ground truth does); ``val_*``
+    probability over its samples passes 0.5, positive when its ground truth does), except
+    ``val_event_f1_at_threshold``: event-level F1 at ``val_event_threshold``, the threshold the
+    evaluation would choose on this epoch's eval events (best F-beta, β 0.1); ``val_*``
     are NaN (counts −1) when the training set has no eval samples or the epoch was not
     validated (``val_frequency``).
     """
@@ -95,13 +99,16 @@ class EpochResult:
     val_event_fp: int = -1
     val_event_fn: int = -1
     val_event_tn: int = -1
+    val_event_threshold: float = math.nan
+    val_event_f1_at_threshold: float = math.nan
 
     def describe(self) -> str:
         """A one-line summary."""
         val = (
             f"val loss {self.val_loss:.4f}, event F1 {self.val_event_f1:.3f} "
             f"(tp {self.val_event_tp} fp {self.val_event_fp} fn {self.val_event_fn} "
-            f"tn {self.val_event_tn}), pixel F1 {self.val_f1:.3f}"
+            f"tn {self.val_event_tn}), event F1 {self.val_event_f1_at_threshold:.3f} at "
+            f"{self.val_event_threshold:.2f}, pixel F1 {self.val_f1:.3f}"
             if not math.isnan(self.val_loss)
             else "not validated"
         )
@@ -140,7 +147,8 @@ class TrainingSummary:
     precision
         ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast).
     monitor
-        ``"val_loss"``, or ``"train_loss"`` without eval samples.
+        What picked the kept epoch: ``"event_f1"``, ``"val_loss"``, or ``"train_loss"``
+        without eval samples (:mod:`deep_events_dagster.ml.epochs`).
     best_val_f1
         Pixel F1 at 0.5 of the best epoch on the eval stack (NaN without eval samples).
     best_val_event_f1
@@ -151,6 +159,9 @@ class TrainingSummary:
         The TensorBoard folder.
     backend
         ``torch`` or ``tensorflow``.
+    best_val_event_f1_at_threshold, best_val_threshold
+        The best epoch's event-level F1 on the eval events at the threshold the evaluation
+        would choose, and that threshold (NaN without a positive eval event).
     """
 
     epochs: int
@@ -170,6 +181,8 @@ class TrainingSummary:
     stopped_early: bool = False
     log_dir: Path | None = None
     backend: str = "torch"
+    best_val_event_f1_at_threshold: float = math.nan
+    best_val_threshold: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for YAML."""
@@ -279,6 +292,9 @@ def summary_metadata(summary: TrainingSummary) -> dict[str, Any]:
         metadata["best_val_f1_at_0.5"] = round(summary.best_val_f1, 4)
     if not math.isnan(summary.best_val_event_f1):
         metadata["best_val_event_f1_at_0.5"] = round(summary.best_val_event_f1, 4)
+    if not math.isnan(summary.best_val_event_f1_at_threshold):
+        metadata["best_val_event_f1"] = round(summary.best_val_event_f1_at_threshold, 4)
+        metadata["best_val_threshold"] = round(summary.best_val_threshold, 4)
     metadata["stopped_early"] = summary.stopped_early
     history = summary.model_dir / HISTORY_FILE
     if history.is_file():
@@ -288,7 +304,17 @@ def summary_metadata(summary: TrainingSummary) -> dict[str, Any]:
 
 def history_markdown(path: Path, last: int = 25) -> str:
     rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))[-last:]
-    columns = ["epoch", "train_loss", "val_loss", "val_event_f1", "val_f1", "learning_rate", "best"]
+    columns = [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_event_f1_at_threshold",
+        "val_event_threshold",
+        "val_event_f1",
+        "val_f1",
+        "learning_rate",
+        "best",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row.get(c, "") for c in columns) + " |" for row in rows]
     return "\n".join(lines)

@@ -121,7 +121,15 @@ def test_the_tensorflow_backend_trains_evaluates_and_exports_through_dagster(
             [dg.AssetKey(k) for k in ("trained_model", "model_evaluation", "model_exports")]
         )
         materialized = {key.to_user_string() for key, event in latest.items() if event}
+        # the trained model's page lists its exports (an observation by model_exports)
+        observations = instance.fetch_observations(dg.AssetKey("trained_model"), limit=5).records
     assert materialized == {"trained_model", "model_evaluation", "model_exports"}
+    (observation,) = [r.asset_observation for r in observations]
+    assert observation.partition == "keras/0"
+    listed = observation.metadata
+    assert listed["keras_path"].value == str(model_dir / "model.h5")
+    assert listed["keras_bytes"].value == (model_dir / "model.h5").stat().st_size
+    assert listed["onnx_path"].value == str(model_dir / "model.onnx")
 
 
 def test_training_sensor_registers_each_prompt(tmp_path):

@@ -10,9 +10,9 @@ It writes a model folder:
 ``settings.yaml``          the validated training settings (every key, defaults filled in)
 ``db_prompt.yaml``         copied from the training set: the catalog query it was built from
 ``training_set.yaml``      the manifest reference: ``path`` and ``id`` of the training set
-``keras.weights.h5``       the best weights (lowest validation loss) of the logits network;
+``keras.weights.h5``       the weights of the kept epoch (``monitor``) of the logits network;
                            :func:`load_keras_model`, :func:`load_predictor`
-``keras_best.weights.h5``  same as ``keras.weights.h5``, written whenever the loss improves
+``keras_best.weights.h5``  same as ``keras.weights.h5``, written whenever the kept epoch changes
 ``keras_last.weights.h5``  the weights of the last epoch (every ``save_frequency`` epochs)
 ``history.csv``            one row per epoch, the torch trainer's columns
 ``<log_dir>/``             TensorBoard (``logs`` by default): the torch trainer's scalar tags and
@@ -34,7 +34,8 @@ to ``gradient_clip_norm`` (global norm); ``plateau`` (factor 0.5 after 3 validat
 lower validation loss, torch's ``ReduceLROnPlateau`` rule), ``onecycle`` (torch's ``OneCycleLR``
 defaults, β₁ cycled too) or ``constant`` learning rate; validation on the eval stack every
 ``val_frequency`` epochs (loss, pixel precision/recall/F1 at 0.5, event-level counts at 0.5);
-early stopping after ``patience`` epochs without improvement, restoring the best weights.
+the epoch kept by ``monitor`` and early stopping after ``patience`` epochs without a better one
+(:mod:`deep_events_dagster.ml.epochs`, shared with torch), restoring the kept weights.
 Mixed precision as torch: float16 with dynamic loss scaling (torch's ``GradScaler`` constants)
 on a GPU, bfloat16 on CPUs with native bfloat16 instructions (``auto``) or any CPU (``on``).
 
@@ -63,7 +64,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 import weakref
@@ -77,8 +77,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
-from deep_events_dagster.core.metrics import event_counts, f1_from_counts
+from deep_events_dagster.core.fsutil import atomic_path
 from deep_events_dagster.ml.arrays import (
     TrainingArrays,
     mask_statistics,
@@ -87,13 +86,12 @@ from deep_events_dagster.ml.arrays import (
 )
 from deep_events_dagster.ml.augmentation import AugmentationParams, augment_sample
 from deep_events_dagster.ml.config import TrainingSettings
+from deep_events_dagster.ml.epochs import Checkpoints, Validation, run_epochs
 from deep_events_dagster.ml.model_folder import (
-    HISTORY_FILE,
     KERAS_BEST_FILE,
     KERAS_LAST_FILE,
     KERAS_WEIGHTS_FILE,
     SETTINGS_FILE,
-    SUMMARY_FILE,
 )
 from deep_events_dagster.ml.tensorflow.compat import keras, tf
 from deep_events_dagster.ml.tensorflow.losses import build_loss
@@ -102,9 +100,7 @@ from deep_events_dagster.ml.training_log import (
     EpochResult,
     Trainer,
     TrainingSummary,
-    pick_log_samples,
     run_training_command,
-    write_history,
     write_model_files,
 )
 
@@ -618,31 +614,6 @@ class PixelCounts:
         return float(self.loss_sum.numpy()) / self.samples, precision, recall, f1
 
 
-@dataclass(frozen=True)
-class Validation:
-    """One pass over the eval stack (as the torch trainer's ``Validation``).
-
-    Attributes
-    ----------
-    loss, precision, recall, f1
-        Mean loss and pixel-wise metrics at probability 0.5.
-    sample_max
-        Per eval sample, the maximum of its probability map.
-    event_counts
-        ``(tp, fp, fn, tn)`` at 0.5 per eval event.
-    event_f1
-        F1 of those counts.
-    """
-
-    loss: float
-    precision: float
-    recall: float
-    f1: float
-    sample_max: np.ndarray
-    event_counts: tuple[int, int, int, int]
-    event_f1: float
-
-
 # -- TensorBoard -----------------------------------------------------------------------------
 
 
@@ -950,16 +921,9 @@ class TrainingSession:
             counts.add(batch_counts, loss, len(x))
             maxima.append(peak.numpy())
             truth.append(masks.reshape(len(masks), -1).max(axis=1))
-        loss, precision, recall, f1 = counts.result()
         sample_max = np.concatenate(maxima) if maxima else np.zeros(0, dtype=np.float32)
         truth_max = np.concatenate(truth) if truth else np.zeros(0, dtype=np.float32)
-        if len(sample_max):
-            event = event_counts(sample_max, truth_max, data.eval_groups, 0.5)
-            event_tuple = tuple(int(v) for v in event)
-            event_f1 = f1_from_counts(*event)
-        else:
-            event_tuple, event_f1 = (0, 0, 0, 0), math.nan
-        return Validation(loss, precision, recall, f1, sample_max, event_tuple, float(event_f1))
+        return Validation.from_maxima(counts.result(), sample_max, truth_max, data.eval_groups)
 
     def end_of_epoch(self, monitored: float) -> None:
         """Advance a plateau schedule with the monitored validation loss."""
@@ -1094,145 +1058,17 @@ def train(
     for note in settings.effect_notes():
         log(note)
 
-    log_indices = pick_log_samples(data.eval_masks, settings.n_log_images)
-    log_images = np.array(data.eval_images[log_indices]) if len(log_indices) else None
-    log_masks = np.array(data.eval_masks[log_indices]) if len(log_indices) else None
-    monitor = "val_loss" if len(data.eval_images) else "train_loss"
-    log_dir = settings.tensorboard_dir(model_dir)
-    board = _Board(log_dir, log)
-    session.batch_log = board.batch_loss
-    board.text("settings", "```\n" + yaml.safe_dump(settings.as_dict(), sort_keys=False) + "```")
-    n_positive = int(session.positive.sum())
-    log(
-        f"training {settings.model} (Keras, {session.parameters:,} parameters) on "
-        f"{session.device} ({session.precision}): {len(data.train_images)} training samples "
-        f"({n_positive} with events, {len(data.train_images) - n_positive} without) × "
-        f"{session.copies} copies"
-        + (
-            f", positives drawn ≥ {resolved_positive_fraction(settings):.0%}"
-            if session.oversampled
-            else ""
-        )
-        + f", {len(data.eval_images)} eval samples, up to {settings.epochs} epochs, "
-        f"{settings.lr_schedule} learning rate from {settings.initial_learning_rate:g}"
-        + (
-            f", early stop after {settings.patience} epochs without improvement"
-            if settings.patience
-            else ""
-        )
-        + ("" if monitor == "val_loss" else "; no eval samples: best epoch by training loss")
-    )
-    if session.output_bias is not None:
-        log(
-            f"output bias {session.output_bias:.2f}: the untrained model predicts the positive "
-            f"pixel prior {session.positive_prior:.2e}"
-        )
-
-    history: list[EpochResult] = []
-    best_loss = math.inf
-    best_epoch = 0
-    best_f1 = math.nan
-    best_event_f1 = math.nan
-    best_state = None
-    since_best = 0
-    stopped_early = False
-    train_seconds = 0.0
-    train_count = 0
-    try:
-        for epoch in range(1, settings.epochs + 1):
-            train_counts, seconds = session.train_epoch(epoch)
-            train_seconds += seconds
-            train_count += train_counts.samples
-            train_loss, _, _, train_f1 = train_counts.result()
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"training loss became {train_loss} in epoch {epoch}; lower "
-                    f"initial_learning_rate ({settings.initial_learning_rate})"
-                )
-            last = epoch == settings.epochs
-            validated = monitor == "val_loss" and (epoch % settings.val_frequency == 0 or last)
-            validation = session.validate() if validated else None
-            if monitor == "train_loss":
-                score = train_loss
-            else:
-                score = validation.loss if validation is not None else math.nan
-            improved = math.isfinite(score) and score < best_loss
-            if improved:
-                best_loss, best_epoch = score, epoch
-                if validation is not None:
-                    best_f1, best_event_f1 = validation.f1, validation.event_f1
-                best_state = session.state()
-                session.save(model_dir / KERAS_BEST_FILE, epoch, score)
-                since_best = 0
-            elif math.isfinite(score):
-                since_best += settings.val_frequency if monitor == "val_loss" else 1
-            if math.isfinite(score):
-                session.end_of_epoch(score)
-            stop = bool(settings.patience) and since_best >= settings.patience and not last
-            if epoch % settings.save_frequency == 0 or last or stop:
-                session.save(model_dir / KERAS_LAST_FILE, epoch, score)
-            counts = validation.event_counts if validation is not None else (-1, -1, -1, -1)
-            result = EpochResult(
-                epoch=epoch,
-                epochs=settings.epochs,
-                train_loss=train_loss,
-                train_f1=train_f1,
-                val_loss=validation.loss if validation is not None else math.nan,
-                val_precision=validation.precision if validation is not None else math.nan,
-                val_recall=validation.recall if validation is not None else math.nan,
-                val_f1=validation.f1 if validation is not None else math.nan,
-                learning_rate=session.learning_rate(),
-                seconds=seconds,
-                samples_per_s=train_counts.samples / seconds if seconds > 0 else math.nan,
-                best=improved,
-                val_event_f1=validation.event_f1 if validation is not None else math.nan,
-                val_event_tp=counts[0],
-                val_event_fp=counts[1],
-                val_event_fn=counts[2],
-                val_event_tn=counts[3],
-            )
-            history.append(result)
-            write_history(model_dir / HISTORY_FILE, history)
-            board.epoch(result)
-            if log_images is not None and validated:
-                board.panels(log_images, log_masks, session.predict(log_images), epoch)
-            if progress is not None:
-                progress(result)
-            if stop:
-                stopped_early = True
-                log(
-                    f"early stop after epoch {epoch}: no improvement of {monitor} for "
-                    f"{since_best} epochs; the best epoch {best_epoch} is kept"
-                )
-                break
-    finally:
-        board.close()
-
-    if best_state is not None:
-        session.restore(best_state)
-    with atomic_path(model_dir / KERAS_WEIGHTS_FILE) as tmp:
-        shutil.copyfile(model_dir / KERAS_BEST_FILE, tmp)
-    summary = TrainingSummary(
-        epochs=len(history),
-        best_val_loss=float(best_loss),
-        best_epoch=best_epoch,
-        samples_per_s=train_count / train_seconds if train_seconds > 0 else math.nan,
-        device=str(session.device),
-        parameters=session.parameters,
-        model_dir=model_dir,
-        train_samples=len(data.train_images),
-        eval_samples=len(data.eval_images),
-        seconds=time.perf_counter() - started,
-        precision=session.precision,
-        monitor=monitor,
-        best_val_f1=float(best_f1),
-        best_val_event_f1=float(best_event_f1),
-        stopped_early=stopped_early,
-        log_dir=log_dir,
+    return run_epochs(
+        session,
+        model_dir,
+        _Board(settings.tensorboard_dir(model_dir), log),
+        checkpoints=Checkpoints(KERAS_BEST_FILE, KERAS_LAST_FILE, KERAS_WEIGHTS_FILE),
         backend="tensorflow",
+        label=f"{settings.model} (Keras)",
+        started=started,
+        progress=progress,
+        log=log,
     )
-    atomic_write_text(model_dir / SUMMARY_FILE, yaml.safe_dump(summary.as_dict(), sort_keys=False))
-    return summary
 
 
 # -- command line / Dagster Pipes ------------------------------------------------------------

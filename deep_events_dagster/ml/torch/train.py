@@ -7,8 +7,8 @@ writes a model folder:
 ``settings.yaml``          the validated training settings (every key, defaults filled in)
 ``db_prompt.yaml``         copied from the training set: the catalog query it was built from
 ``training_set.yaml``      the manifest reference: ``path`` and ``id`` of the training set
-``model.pt``               the best weights (lowest validation loss); :func:`load_model`
-``model_best.pt``          same as ``model.pt``, written whenever the validation loss improves
+``model.pt``               the weights of the kept epoch (``monitor``); :func:`load_model`
+``model_best.pt``          same as ``model.pt``, written whenever the kept epoch changes
 ``model_last.pt``          the weights of the last epoch (every ``save_frequency`` epochs)
 ``history.csv``            one row per epoch: losses, pixel precision/recall/F1 at 0.5, the
                            event-level validation F1 at 0.5 and its counts, learning rate, speed
@@ -42,8 +42,11 @@ The recipe (each part measured side by side in ``make bench``, section ``learnin
 * ``lr_schedule``: ``plateau`` halves the learning rate after :data:`PLATEAU_PATIENCE`
   validations without a lower validation loss; ``onecycle`` is torch's one-cycle policy over
   the whole run; ``constant`` keeps it;
-* early stopping: after ``patience`` epochs without a lower validation loss the run stops and
-  the best weights are restored (``model.pt`` is always the best epoch).
+* the kept epoch (``monitor``, :mod:`deep_events_dagster.ml.epochs`): by default the one
+  whose eval events are best found at the threshold the evaluation will choose (event-level
+  F1, ties by the lower validation loss); ``val_loss``: the lowest validation loss;
+* early stopping: after ``patience`` epochs without a better epoch the run stops and the kept
+  weights are restored (``model.pt`` is always the kept epoch).
 
 Command line (also what the ``trained_model`` asset runs through Dagster Pipes)::
 
@@ -60,21 +63,17 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Sampler
 
-from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
-from deep_events_dagster.core.metrics import event_counts, f1_from_counts
+from deep_events_dagster.core.fsutil import atomic_path
 from deep_events_dagster.ml.arrays import (
     mask_statistics,
     oversampling_weights,
@@ -82,9 +81,8 @@ from deep_events_dagster.ml.arrays import (
 )
 from deep_events_dagster.ml.augmentation import AugmentationParams
 from deep_events_dagster.ml.config import TrainingSettings
+from deep_events_dagster.ml.epochs import Checkpoints, Validation, run_epochs
 from deep_events_dagster.ml.model_folder import (
-    HISTORY_FILE,
-    SUMMARY_FILE,
     TORCH_BEST_FILE,
     TORCH_LAST_FILE,
     TORCH_WEIGHTS_FILE,
@@ -96,10 +94,8 @@ from deep_events_dagster.ml.training_log import (
     EpochResult,
     Trainer,
     TrainingSummary,
-    pick_log_samples,
     run_training_command,
     tensorboard_command,
-    write_history,
     write_model_files,
 )
 
@@ -425,32 +421,6 @@ class EpochSampler(Sampler[int]):
         return iter(order.tolist())
 
 
-@dataclass(frozen=True)
-class Validation:
-    """One pass over the eval stack.
-
-    Attributes
-    ----------
-    loss, precision, recall, f1
-        Mean loss and pixel-wise metrics at probability 0.5.
-    sample_max
-        Per eval sample, the maximum of its probability map.
-    event_counts
-        ``(tp, fp, fn, tn)`` at 0.5 per eval event (the microscope's rule: an event is
-        predicted when the maximum over its samples passes 0.5).
-    event_f1
-        F1 of those counts.
-    """
-
-    loss: float
-    precision: float
-    recall: float
-    f1: float
-    sample_max: np.ndarray
-    event_counts: tuple[int, int, int, int]
-    event_f1: float
-
-
 class TrainingSession:
     """The model, optimiser, schedule and data path of one training — what :func:`train`
     runs, and what the training benchmark times step by step.
@@ -511,6 +481,11 @@ class TrainingSession:
         self.scheduler = _build_scheduler(self.optimizer, settings, self.steps_per_epoch)
         self.global_step = 0
         self.batch_log: Callable[[int, float], None] | None = None
+
+    @property
+    def copies(self) -> int:
+        """Copies of each training sample per epoch."""
+        return self.dataset.copies
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         """An input batch on the training device, in the model's memory format."""
@@ -585,16 +560,9 @@ class TrainingSession:
             counts.add(logits, y, self.loss_fn(logits, y))
             maxima.append(torch.sigmoid(logits.float().amax(dim=(1, 2, 3))).cpu().numpy())
             truth.append(y.amax(dim=(1, 2, 3)).cpu().numpy())
-        loss, precision, recall, f1 = counts.result()
         sample_max = np.concatenate(maxima) if maxima else np.zeros(0, dtype=np.float32)
         truth_max = np.concatenate(truth) if truth else np.zeros(0, dtype=np.float32)
-        if len(sample_max):
-            event = event_counts(sample_max, truth_max, data.eval_groups, 0.5)
-            event_tuple = tuple(event)
-            event_f1 = f1_from_counts(*event)
-        else:
-            event_tuple, event_f1 = (0, 0, 0, 0), math.nan
-        return Validation(loss, precision, recall, f1, sample_max, event_tuple, float(event_f1))
+        return Validation.from_maxima(counts.result(), sample_max, truth_max, data.eval_groups)
 
     def end_of_epoch(self, monitored: float) -> None:
         """Advance a plateau schedule with the monitored validation loss."""
@@ -604,6 +572,10 @@ class TrainingSession:
     def learning_rate(self) -> float:
         """The optimiser's current learning rate."""
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities of ``N×T×H×W`` samples with the current weights."""
+        return predict(self.model, images, self.settings.batch_size, self.device)
 
     def save(self, path: Path, epoch: int, score: float) -> None:
         """Write a checkpoint (see :func:`load_model`)."""
@@ -717,148 +689,17 @@ def train(
     for note in settings.effect_notes():
         log(note)
 
-    log_indices = pick_log_samples(data.eval_masks, settings.n_log_images)
-    log_images = np.array(data.eval_images[log_indices]) if len(log_indices) else None
-    log_masks = np.array(data.eval_masks[log_indices]) if len(log_indices) else None
-    monitor = "val_loss" if len(data.eval_images) else "train_loss"
-    log_dir = settings.tensorboard_dir(model_dir)
-    board = _Board(log_dir, log)
-    session.batch_log = board.batch_loss
-    board.text("settings", "```\n" + yaml.safe_dump(settings.as_dict(), sort_keys=False) + "```")
-    n_positive = int(session.positive.sum())
-    log(
-        f"training {settings.model} ({session.parameters:,} parameters) on {session.device} "
-        f"({session.precision}): {len(data.train_images)} training samples "
-        f"({n_positive} with events, {len(data.train_images) - n_positive} without) × "
-        f"{session.dataset.copies} copies"
-        + (
-            f", positives drawn ≥ {resolved_positive_fraction(settings):.0%}"
-            if session.oversampled
-            else ""
-        )
-        + f", {len(data.eval_images)} eval samples, up to {settings.epochs} epochs, "
-        f"{settings.lr_schedule} learning rate from {settings.initial_learning_rate:g}"
-        + (
-            f", early stop after {settings.patience} epochs without improvement"
-            if settings.patience
-            else ""
-        )
-        + ("" if monitor == "val_loss" else "; no eval samples: best epoch by training loss")
-    )
-    if session.output_bias is not None:
-        log(
-            f"output bias {session.output_bias:.2f}: the untrained model predicts the positive "
-            f"pixel prior {session.positive_prior:.2e}"
-        )
-
-    history: list[EpochResult] = []
-    best_loss = math.inf
-    best_epoch = 0
-    best_f1 = math.nan
-    best_event_f1 = math.nan
-    best_state = None
-    since_best = 0
-    stopped_early = False
-    train_seconds = 0.0
-    train_count = 0
-    try:
-        for epoch in range(1, settings.epochs + 1):
-            train_counts, seconds = session.train_epoch(epoch)
-            train_seconds += seconds
-            train_count += train_counts.samples
-            train_loss, _, _, train_f1 = train_counts.result()
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(
-                    f"training loss became {train_loss} in epoch {epoch}; lower "
-                    f"initial_learning_rate ({settings.initial_learning_rate})"
-                )
-            last = epoch == settings.epochs
-            validated = monitor == "val_loss" and (epoch % settings.val_frequency == 0 or last)
-            validation = session.validate() if validated else None
-            if monitor == "train_loss":
-                score = train_loss
-            else:
-                score = validation.loss if validation is not None else math.nan
-            improved = math.isfinite(score) and score < best_loss
-            if improved:
-                best_loss, best_epoch = score, epoch
-                if validation is not None:
-                    best_f1, best_event_f1 = validation.f1, validation.event_f1
-                best_state = session.state()
-                session.save(model_dir / TORCH_BEST_FILE, epoch, score)
-                since_best = 0
-            elif math.isfinite(score):
-                since_best += settings.val_frequency if monitor == "val_loss" else 1
-            if math.isfinite(score):
-                session.end_of_epoch(score)
-            stop = bool(settings.patience) and since_best >= settings.patience and not last
-            if epoch % settings.save_frequency == 0 or last or stop:
-                session.save(model_dir / TORCH_LAST_FILE, epoch, score)
-            counts = validation.event_counts if validation is not None else (-1, -1, -1, -1)
-            result = EpochResult(
-                epoch=epoch,
-                epochs=settings.epochs,
-                train_loss=train_loss,
-                train_f1=train_f1,
-                val_loss=validation.loss if validation is not None else math.nan,
-                val_precision=validation.precision if validation is not None else math.nan,
-                val_recall=validation.recall if validation is not None else math.nan,
-                val_f1=validation.f1 if validation is not None else math.nan,
-                learning_rate=session.learning_rate(),
-                seconds=seconds,
-                samples_per_s=train_counts.samples / seconds if seconds > 0 else math.nan,
-                best=improved,
-                val_event_f1=validation.event_f1 if validation is not None else math.nan,
-                val_event_tp=counts[0],
-                val_event_fp=counts[1],
-                val_event_fn=counts[2],
-                val_event_tn=counts[3],
-            )
-            history.append(result)
-            write_history(model_dir / HISTORY_FILE, history)
-            board.epoch(result)
-            if log_images is not None and validated:
-                probabilities = predict(
-                    session.model, log_images, settings.batch_size, session.device
-                )
-                board.panels(log_images, log_masks, probabilities, epoch)
-            if progress is not None:
-                progress(result)
-            if stop:
-                stopped_early = True
-                log(
-                    f"early stop after epoch {epoch}: no improvement of {monitor} for "
-                    f"{since_best} epochs; the best epoch {best_epoch} is kept"
-                )
-                break
-    finally:
-        board.close()
-
-    if best_state is not None:
-        session.restore(best_state)
-    with atomic_path(model_dir / TORCH_WEIGHTS_FILE) as tmp:
-        shutil.copyfile(model_dir / TORCH_BEST_FILE, tmp)
-    summary = TrainingSummary(
-        epochs=len(history),
-        best_val_loss=float(best_loss),
-        best_epoch=best_epoch,
-        samples_per_s=train_count / train_seconds if train_seconds > 0 else math.nan,
-        device=str(session.device),
-        parameters=session.parameters,
-        model_dir=model_dir,
-        train_samples=len(data.train_images),
-        eval_samples=len(data.eval_images),
-        seconds=time.perf_counter() - started,
-        precision=session.precision,
-        monitor=monitor,
-        best_val_f1=float(best_f1),
-        best_val_event_f1=float(best_event_f1),
-        stopped_early=stopped_early,
-        log_dir=log_dir,
+    return run_epochs(
+        session,
+        model_dir,
+        _Board(settings.tensorboard_dir(model_dir), log),
+        checkpoints=Checkpoints(TORCH_BEST_FILE, TORCH_LAST_FILE, TORCH_WEIGHTS_FILE),
         backend="torch",
+        label=settings.model,
+        started=started,
+        progress=progress,
+        log=log,
     )
-    atomic_write_text(model_dir / SUMMARY_FILE, yaml.safe_dump(summary.as_dict(), sort_keys=False))
-    return summary
 
 
 # -- command line / Dagster Pipes ------------------------------------------------------------

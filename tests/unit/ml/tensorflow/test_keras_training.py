@@ -145,7 +145,7 @@ def test_early_stopping_restores_the_best_epoch(training_set, tmp_path, monkeypa
 
     monkeypatch.setattr(TrainingSession, "validate", validate)
     settings = TrainingSettings.from_mapping(
-        {**TINY, "epochs": 6, "patience": 2, "n_augmentations": 1}
+        {**TINY, "epochs": 6, "patience": 2, "monitor": "val_loss", "n_augmentations": 1}
     )
     summary = train(training_set, tmp_path / "m", settings, device="cpu")
     assert summary.stopped_early and summary.epochs == 4 and summary.best_epoch == 2

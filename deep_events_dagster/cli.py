@@ -672,6 +672,126 @@ def predict(
     return 1 if failed else 0
 
 
+def deploy(home: str | Path | None, model_dir: Path, kind: str | None = None) -> int:
+    """Deploy a model folder for an annotation kind (``ml.deploy.deploy_model``) and print what
+    is now deployed for it: kind, folder, event F1, threshold, identity.
+
+    Without ``kind`` the platform's only kind is used; a platform with several asks for one.
+
+    Returns
+    -------
+    int
+        0 when deployed; 2 (one line on stderr, nothing written) for a kind the platform does
+        not have, a folder that is not an evaluated model folder, or an unreadable
+        ``deep_events.yaml``.
+    """
+    from deep_events_dagster.ml.deploy import deploy_model, read_deployments
+    from deep_events_dagster.ml.model_folder import ModelFolder
+
+    try:
+        settings = load_settings(resolve_home(home))
+    except ValueError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    kinds = ", ".join(settings.kinds)
+    if kind is None:
+        if len(settings.kinds) != 1:
+            print(
+                f"error: the platform has several annotation kinds ({kinds}); "
+                "say which one the model is for with --kind",
+                file=sys.stderr,
+            )
+            return 2
+        kind = settings.kinds[0]
+    if kind not in settings.kinds:
+        print(
+            f"error: unknown annotation kind {kind!r}; the platform's kinds: {kinds} "
+            f"(kinds: in {settings.config_file})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        previous = read_deployments(settings.home).get(kind)
+    except ValueError:
+        previous = None  # a broken entry is what this deployment may be fixing
+    try:
+        deployment = deploy_model(settings.home, model_dir, kind)
+    except (ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    evaluation = ModelFolder(deployment.model_dir).evaluation() or {}
+    f1 = evaluation.get("f1")
+    print(f"deployed for {kind}: {deployment.model_dir}")
+    print(
+        f"  event F1 {'–' if f1 is None else format(float(f1), '.3f')}, "
+        f"threshold {float(evaluation['threshold']):.3f}, identity {deployment.identity}"
+    )
+    if previous is not None and previous.model_dir != deployment.model_dir:
+        print(f"  replaces {previous.model_dir} (identity {previous.identity})")
+    print(f"  written to {settings.config_file}")
+    return 0
+
+
+def models(home: str | Path | None, roots: Sequence[Path] = (), *, as_json: bool = False) -> int:
+    """List the trained model folders, newest first (``ml.deploy.list_models``): the deployed
+    ones marked ``*`` with their kind, event F1, threshold, training set, date.
+
+    Searched: the ``folder:`` of every training settings file of the home, ``roots``, and the
+    deployed folders.
+
+    Returns
+    -------
+    int
+        0; 1 when the home's ``deploy:`` is malformed (one line on stderr; the models are
+        still listed, unmarked); 2 for an unreadable ``deep_events.yaml``.
+    """
+    from deep_events_dagster.ml.deploy import list_models, training_model_roots
+
+    try:
+        settings = load_settings(resolve_home(home))
+        search = [*training_model_roots(settings.home), *(Path(r) for r in roots)]
+    except ValueError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    status = 0
+    try:
+        found = list_models(search, settings.home)
+    except ValueError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        found = list_models(search)
+        status = 1
+    if as_json:
+        print(json.dumps([m.as_json() for m in found]))
+        return status
+    if not found:
+        if search:
+            print("no trained models under " + ", ".join(str(r) for r in search))
+        else:
+            print(
+                f"no trained models: no training settings files in "
+                f"{settings.training_settings_dir} and no --root DIR"
+            )
+        return status
+    rows = [
+        (
+            f"* {','.join(m.deployed_for)}" if m.deployed_for else "",
+            m.created.strftime("%Y-%m-%d %H:%M"),
+            "–" if m.event_f1 is None else f"{m.event_f1:.3f}",
+            "–" if m.threshold is None else f"{m.threshold:.3f}",
+            m.backend,
+            str(m.path),
+            m.training_set or "–",
+        )
+        for m in found
+    ]
+    header = ("deployed", "date", "event F1", "threshold", "backend", "model", "training set")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
+    for row in (header, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``deep-events``."""
     home_help = "platform home (default: $DEEP_EVENTS_HOME, else ./.deep_events)"
@@ -763,6 +883,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per acquisition a line")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1…")
 
+    p = commands.add_parser(
+        "deploy",
+        parents=[home_parent],
+        help="deploy a model folder for an annotation kind",
+        description="Name MODEL_DIR (a trained, evaluated model folder) as the model that "
+        "scores new movies of an annotation kind: writes deploy: {KIND: MODEL_DIR} into the "
+        "home's deep_events.yaml, then prints the kind, folder, event F1, threshold and the "
+        "model's identity.",
+    )
+    p.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
+    p.add_argument(
+        "--kind",
+        metavar="NAME",
+        help="annotation kind (default: the platform's only kind; required when it has several)",
+    )
+
+    p = commands.add_parser(
+        "models",
+        parents=[home_parent],
+        help="list trained models and the deployed ones",
+        description="List the trained model folders, newest first, with event-level F1, "
+        "threshold, training set and date; the deployed ones are marked * with their kind. "
+        "Searched: the folder: of every training settings file, each --root and the deployed "
+        "folders.",
+    )
+    p.add_argument(
+        "--root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="also search this folder for model folders; repeatable",
+    )
+    p.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+
     p = commands.add_parser("synth", help="write a synthetic acquisition tree")
     p.add_argument("out", type=Path)
     p.add_argument("--seed", type=int, default=0)
@@ -808,6 +963,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             as_json=args.json,
             device=args.device,
         )
+    if args.command == "deploy":
+        return deploy(args.home, args.model_dir, args.kind)
+    if args.command == "models":
+        return models(args.home, args.root, as_json=args.json)
     if args.command == "ingest":
         settings = settings_from_args(args, roots=tuple(r.resolve() for r in args.roots))
         return ingest(settings, workers=args.workers, executor=args.executor, verbose=args.verbose)

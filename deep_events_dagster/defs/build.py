@@ -7,6 +7,12 @@ import dagster as dg
 from deep_events_dagster.defs.assets import acquisition_metadata, build_kind_assets, raw_movie
 from deep_events_dagster.defs.jobs import ingest_job
 from deep_events_dagster.defs.legacy import legacy_events, legacy_import_job
+from deep_events_dagster.defs.predictions import (
+    PredictionResource,
+    build_prediction_assets,
+    build_predictions_sensor,
+    predict_job,
+)
 from deep_events_dagster.defs.resources import CatalogResource, IngestionResource
 from deep_events_dagster.defs.sensors import build_acquisition_sensor
 from deep_events_dagster.defs.training import (
@@ -32,6 +38,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     assets.append(model_exports)
     for kind in settings.kinds:
         assets.extend(build_kind_assets(kind))
+        assets.extend(build_prediction_assets(kind))
     home: str | dg.EnvVar = dg.EnvVar(HOME_ENV) if home_from_env else str(settings.home)
     params = settings.params
     ingestion = IngestionResource(
@@ -61,8 +68,8 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[ingest_job, legacy_import_job, train_job],
-        sensors=[sensor, build_training_sensor()],
+        jobs=[ingest_job, legacy_import_job, train_job, predict_job],
+        sensors=[sensor, build_training_sensor(), build_predictions_sensor(settings.kinds)],
         resources={
             "ingestion": ingestion,
             "catalog": catalog,
@@ -71,6 +78,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
                 settings_dir=str(settings.training_settings_dir),
                 device=settings.device,
             ),
+            "prediction": PredictionResource(home=home),
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
     )

@@ -245,13 +245,19 @@ def model_evaluation(
     predicted positive when the maximum of its probability maps is > the threshold. Threshold
     sweep (0.05–1.0, 96 steps) of precision, recall, F1, MCC, weighted MCC, kappa, specificity,
     NPV and F-beta (β = 0.1) per event, per frame and per pixel; the threshold maximising
-    event-level F-beta is kept. Writes evaluation.yaml and perf.png."""
+    event-level F-beta is kept. Writes evaluation.yaml and perf.png; lists the models trained
+    under the settings file's folder with their F1, threshold and which one is deployed."""
+    from deep_events_dagster.ml.deploy import list_models, models_markdown
     from deep_events_dagster.ml.evaluate import evaluate_model_folder, units_markdown
 
     spec = training.spec(context.partition_key)
     pointer = _read_pointer(training.run_folder(spec) / "model.yaml", "trained model")
     summary = evaluate_model_folder(Path(pointer["path"]), device=training.device)
     values = summary.values
+    try:
+        models = models_markdown(list_models([training.training_root(spec)], home=training.home))
+    except (InputError, ConfigurationError, ValueError) as exc:  # a broken deploy: entry
+        models = f"models not listed: {exc}"
     return dg.MaterializeResult(
         metadata={
             "evaluation": dg.MetadataValue.path(str(summary.evaluation_path)),
@@ -272,6 +278,7 @@ def model_evaluation(
             "frame_f1": values["frame"]["f1"],
             "pixel_f1": values["pixel"]["f1"],
             "units": dg.MetadataValue.md(units_markdown(values)),
+            "models": dg.MetadataValue.md(models),
             "performance": dg.MetadataValue.md(
                 markdown_image(
                     summary.plot_png or summary.plot_path.read_bytes(),

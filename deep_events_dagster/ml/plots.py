@@ -14,6 +14,7 @@ backend.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "performance_figure",
     "performance_plot",
     "performance_plot_png",
+    "score_timeline_png",
 ]
 
 # (metric, legend label, colour)
@@ -178,3 +180,68 @@ def performance_plot(
     return atomic_write_bytes(
         Path(path), performance_plot_png(result, scores, truth, chosen_threshold)
     )
+
+
+def score_timeline_png(
+    scores: Sequence[float],
+    threshold: float,
+    *,
+    annotated: Sequence[tuple[int, int]] = (),
+    predicted: Sequence[tuple[int, int]] = (),
+    title: str = "",
+    dpi: int = 100,
+) -> bytes:
+    """PNG bytes (1200×320 at 100 dpi): a movie's score per frame (the maximum probability),
+    the decision threshold, the annotated events' frames (shaded) and the predicted events
+    (marked along the top).
+
+    Parameters
+    ----------
+    scores
+        One score per frame.
+    threshold
+        The model's decision threshold (a frame above it triggers).
+    annotated, predicted
+        ``[start, stop)`` frame ranges of annotated and of predicted events.
+    title
+        The figure's title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = np.asarray(scores, dtype=np.float64)
+    frames = np.arange(len(values))
+    figure = Figure(figsize=(12, 3.2), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    for i, (start, stop) in enumerate(annotated):
+        axes.axvspan(
+            start - 0.5,
+            stop - 0.5,
+            color=_POSITIVE_COLOUR,
+            alpha=0.15,
+            lw=0,
+            label="annotated event" if i == 0 else None,
+        )
+    axes.plot(frames, values, color="#333333", lw=1.2, label="score (max probability)")
+    axes.axhline(threshold, color="#2ca02c", ls="--", lw=1.2, label=f"threshold {threshold:.2f}")
+    for i, (start, stop) in enumerate(predicted):
+        axes.plot(
+            [start - 0.4, stop - 0.6],
+            [1.03, 1.03],
+            color=_NEGATIVE_COLOUR,
+            lw=4,
+            solid_capstyle="butt",
+            label="predicted event" if i == 0 else None,
+        )
+    axes.set_xlim(-0.5, max(len(values), 1) - 0.5)
+    axes.set_ylim(0.0, 1.08)
+    axes.set_xlabel("frame")
+    axes.set_ylabel("score")
+    axes.legend(loc="upper left", fontsize="small", ncol=4, framealpha=0.8)
+    if title:
+        axes.set_title(title, fontsize="medium")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

@@ -44,6 +44,8 @@ def test_asset_graph_has_each_kind_side_by_side(setup):
         "trained_model",
         "model_evaluation",
         "model_exports",
+        "points/predictions",
+        "fission/predictions",
     }
     assert ingestion == {
         "raw_movie",

@@ -124,6 +124,9 @@ def test_the_tensorflow_backend_trains_evaluates_and_exports_through_dagster(
         # the trained model's page lists its exports (an observation by model_exports)
         observations = instance.fetch_observations(dg.AssetKey("trained_model"), limit=5).records
     assert materialized == {"trained_model", "model_evaluation", "model_exports"}
+    # the evaluation lists the run's models with their event F1 (none deployed)
+    models = latest[dg.AssetKey("model_evaluation")].asset_materialization.metadata["models"]
+    assert model_dir.name in models.value and f"{evaluation['f1']:.3f}" in models.value
     (observation,) = [r.asset_observation for r in observations]
     assert observation.partition == "keras/0"
     listed = observation.metadata

@@ -21,6 +21,7 @@ FORBIDDEN = {
     "deep_events_dagster.ml.evaluate": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.ml.export": ["dagster", "torch", "tensorflow", "onnxruntime"],
     "deep_events_dagster.ml.predict": ["dagster", "torch", "tensorflow"],
+    "deep_events_dagster.ml.deploy": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.ml.tensorflow.train": ["dagster", "torch"],
     "deep_events_dagster.settings": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.testing.learning": ["dagster", "torch", "tensorflow"],

@@ -17,6 +17,7 @@ from deep_events_dagster.ml.plots import (
     performance_figure,
     performance_plot,
     performance_plot_png,
+    score_timeline_png,
 )
 
 
@@ -104,3 +105,17 @@ def test_plotting_leaves_pyplot_and_the_backend_alone():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+def test_score_timeline_marks_the_threshold_and_the_annotated_frames():
+    scores = np.r_[np.full(10, 0.1), np.full(5, 0.9), np.full(15, 0.1)]
+    png = score_timeline_png(scores, 0.5, annotated=[(10, 15)], predicted=[(10, 15)])
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (1200, 320)  # 12×3.2 inches at 100 dpi
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    # the annotated frames are shaded red (a pale red: red above green and blue)
+    reddish = (pixels[..., 0] > pixels[..., 1] + 20) & (pixels[..., 0] > pixels[..., 2] + 20)
+    assert reddish.mean() > 0.01
+    # without annotations and predictions the picture differs
+    assert score_timeline_png(scores, 0.5) != png
+    assert score_timeline_png(scores, 0.3, annotated=[(10, 15)], predicted=[(10, 15)]) != png

@@ -73,6 +73,11 @@ The benchmarks (full sizes; ``--quick`` shrinks them for a ~1 minute smoke run):
 ``exports``
     Seconds per 2048×2048 frame through torch (float32 eager), TorchScript, ONNX Runtime and the
     Keras ``model.h5``, 2 threads, ratios vs torch side by side (:mod:`benchmarks.bench_exports`).
+
+``predictions``
+    Whole-movie prediction of a 2048×2048×100 movie by ``predict_movie`` against 256² tiles
+    predicted one by one, frames/s and peak memory beside a shorter movie's (goal: ≥ 3×;
+    :mod:`benchmarks.bench_predictions`).
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ BENCHMARKS = (
     "training",
     "learning",
     "exports",
+    "predictions",
 )
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PROFILE_TOP = 15
@@ -188,6 +194,10 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
         from benchmarks import bench_exports
 
         return lambda ws: bench_exports.result(ws.root, quick=plan is QUICK)
+    if name == "predictions":
+        from benchmarks import bench_predictions
+
+        return lambda ws: bench_predictions.result(ws.root, quick=plan is QUICK)
     raise ValueError(name)
 
 

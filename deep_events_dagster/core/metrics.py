@@ -57,6 +57,7 @@ __all__ = [
     "metrics_from_counts",
     "sample_max",
     "sweep",
+    "threshold_margin",
     "thresholds",
     "unit_scores",
 ]
@@ -530,10 +531,38 @@ def event_counts(
 # -- choosing and reporting ---------------------------------------------------------------------
 
 
+def _best_run(values: np.ndarray) -> tuple[int, int]:
+    """``(start, length)`` of the longest run of consecutive maxima of ``values`` (the first
+    such run among equally long ones)."""
+    hits = values >= values.max() - 1e-12
+    best_start, best_length, start = 0, 0, None
+    for i, hit in enumerate([*hits.tolist(), False]):
+        if hit and start is None:
+            start = i
+        elif not hit and start is not None:
+            if i - start > best_length:
+                best_start, best_length = start, i - start
+            start = None
+    return best_start, best_length
+
+
 def best_threshold(result: SweepResult, metric: str = "fbeta") -> float:
-    """The threshold maximising ``metric`` (the lowest one among ties)."""
-    values = result.metric(metric)
-    return float(result.thresholds[int(np.argmax(values))])
+    """The threshold maximising ``metric``.
+
+    When consecutive thresholds tie (a plateau: e.g. every threshold between the highest
+    negative and the lowest positive score separates them perfectly), the middle of the
+    longest such run is taken — the largest margin on both sides, so that scores of new data
+    a little above or below the ones seen are decided the same (the lowest of the run sits
+    right above the highest negative). Among equally long runs the lowest.
+    """
+    start, length = _best_run(result.metric(metric))
+    return float(result.thresholds[start + (length - 1) // 2])
+
+
+def threshold_margin(result: SweepResult, metric: str = "fbeta") -> int:
+    """How many consecutive thresholds share the best ``metric`` around
+    :func:`best_threshold` (1: a single best threshold; more: a margin of that many steps)."""
+    return _best_run(result.metric(metric))[1]
 
 
 def evaluation_summary(result: SweepResult, threshold: float | None = None) -> dict[str, Any]:

@@ -10,7 +10,9 @@ Which epoch is kept (``monitor``):
 ``event_f1`` (default)
     The epoch whose eval events are best decided by the microscope's rule at the threshold the
     evaluation will choose: event-level F1 at the F-beta (β 0.1) threshold of the epoch's
-    96-step sweep (:func:`event_score`); ties go to the lower validation loss. Measured in
+    96-step sweep (:func:`event_score`); among equal F1 the wider margin (more consecutive
+    thresholds with the best F-beta: the events' scores are further from the threshold), then
+    the lower validation loss. Measured in
     ``make bench`` (section ``learning``): the epoch with the lowest validation loss is often not
     the one that finds the events — the loss is a pixel average, dominated by background.
 ``val_loss``
@@ -39,6 +41,7 @@ from deep_events_dagster.core.metrics import (
     event_counts,
     f1_from_counts,
     max_sweep,
+    threshold_margin,
     unit_scores,
 )
 from deep_events_dagster.ml.arrays import TrainingArrays, resolved_positive_fraction
@@ -72,10 +75,14 @@ class EventScore:
         Event-level F1 at :attr:`threshold` (NaN without a positive eval event).
     threshold
         The threshold of the 96-step sweep with the best F-beta (β 0.1).
+    margin
+        How many consecutive thresholds share that best F-beta: the wider, the safer the
+        decisions on new data (see :func:`~deep_events_dagster.core.metrics.best_threshold`).
     """
 
     f1: float
     threshold: float
+    margin: int = 0
 
 
 def event_score(sample_max: Any, truth_max: Any, groups: Any = None) -> EventScore:
@@ -101,7 +108,8 @@ def event_score(sample_max: Any, truth_max: Any, groups: Any = None) -> EventSco
         return EventScore(math.nan, 0.5)
     sweep = max_sweep(scores, truth)
     threshold = best_threshold(sweep, "fbeta")
-    return EventScore(float(sweep.f1[sweep.index(threshold)]), float(threshold))
+    margin = threshold_margin(sweep, "fbeta")
+    return EventScore(float(sweep.f1[sweep.index(threshold)]), float(threshold), margin)
 
 
 @dataclass(frozen=True)
@@ -169,27 +177,30 @@ class BestEpoch:
         self.epoch = 0
         self.loss = math.inf
         self.event_f1 = math.nan
+        self.margin = 0
         self.threshold = math.nan
         self.pixel_f1 = math.nan
         self.event_f1_at_half = math.nan
         self.since = 0
 
-    def _key(self, loss: float, event_f1: float) -> tuple[float, float]:
+    def _key(self, loss: float, event_f1: float, margin: int) -> tuple[float, int, float]:
+        if self.monitor == "event_f1" and math.isfinite(event_f1):
+            return (event_f1, margin, -loss)
         if self.monitor == "event_f1":
-            return (event_f1 if math.isfinite(event_f1) else -1.0, -loss)
-        return (0.0, -loss)
+            return (-1.0, 0, -loss)
+        return (0.0, 0, -loss)
 
     def offer(self, epoch: int, loss: float, validation: Validation | None = None) -> bool:
         """Consider an epoch (its monitored loss and, when validated, its validation);
         returns whether it is the new best. Epochs without a finite loss are skipped."""
         if not math.isfinite(loss):
             return False
-        event_f1 = validation.event_score.f1 if validation is not None else math.nan
-        improved = self.epoch == 0 or self._key(loss, event_f1) > self._key(
-            self.loss, self.event_f1
+        score = validation.event_score if validation is not None else EventScore(math.nan, 0.5)
+        improved = self.epoch == 0 or self._key(loss, score.f1, score.margin) > self._key(
+            self.loss, self.event_f1, self.margin
         )
         if improved:
-            self.epoch, self.loss, self.event_f1 = epoch, loss, event_f1
+            self.epoch, self.loss, self.event_f1, self.margin = epoch, loss, score.f1, score.margin
             if validation is not None:
                 self.threshold = validation.event_score.threshold
                 self.pixel_f1 = validation.f1

@@ -22,6 +22,7 @@ from deep_events_dagster.core.metrics import (
     metrics_from_counts,
     sample_max,
     sweep,
+    threshold_margin,
     thresholds,
     unit_scores,
 )
@@ -94,9 +95,12 @@ def test_hand_computed_unbalanced_weighted_mcc_and_kappa():
     assert result.precision[i] == pytest.approx(0.5)
     assert result.recall[i] == 1.0
     assert result.fbeta[i] == pytest.approx(1.01 * 1 / (1.01 * 1 + 0 + 1))
-    # the best F-beta is where the false positive at 0.8 is gone: the first threshold > 0.8
-    assert best_threshold(result) == pytest.approx(thresholds()[_index(0.81)])
-    assert result.fbeta[_index(0.81)] == 1.0
+    # the best F-beta is where the false positive at 0.8 is gone and the positive at 0.9 still
+    # counts (0.81 … 0.90, pixels count at ≥): the middle of that plateau, the widest margin
+    assert result.fbeta[_index(0.81)] == result.fbeta[_index(0.9)] == 1.0
+    assert result.fbeta[_index(0.8)] < 1.0 and result.fbeta[_index(0.91)] < 1.0
+    assert best_threshold(result) == pytest.approx(0.85)
+    assert threshold_margin(result) == 10
 
 
 def test_all_negative_truth():
@@ -107,7 +111,9 @@ def test_all_negative_truth():
     i = _index(0.6)
     assert result.specificity[i] == pytest.approx(2 / 4)
     assert result.npv[i] == 1.0
-    assert best_threshold(result) == pytest.approx(0.05)  # ties: the lowest
+    # every threshold ties (at 0): the middle of the whole range
+    assert best_threshold(result) == pytest.approx(thresholds()[47])
+    assert threshold_margin(result) == 96
     assert np.all(np.isfinite(np.stack([result.metric(m) for m in METRICS])))
 
 
@@ -204,8 +210,10 @@ def test_event_counts_by_hand():
     j = _index(0.65)
     assert (result.tp[j], result.fp[j], result.fn[j], result.tn[j]) == (1, 1, 2, 1)
     # the best F-beta: above the false positive at 0.7, below the true positive at 0.9
-    assert best_threshold(result) == pytest.approx(0.7)
-    assert result.precision[_index(0.7)] == 1.0
+    # (0.70 … 0.89, events count at >): the middle of that plateau
+    assert result.precision[_index(0.7)] == result.precision[_index(0.89)] == 1.0
+    assert best_threshold(result) == pytest.approx(0.79)
+    assert threshold_margin(result) == 20
 
 
 def test_the_threshold_is_strict():

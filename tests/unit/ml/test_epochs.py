@@ -10,10 +10,9 @@ import pytest
 from deep_events_dagster.ml.epochs import BestEpoch, EventScore, Validation, event_score
 
 
-def _validation(loss: float, f1: float, threshold: float = 0.5) -> Validation:
-    return Validation(
-        loss, 0.0, 0.0, 0.0, np.zeros(0), (0, 0, 0, 0), math.nan, EventScore(f1, threshold)
-    )
+def _validation(loss: float, f1: float, threshold: float = 0.5, margin: int = 1) -> Validation:
+    score = EventScore(f1, threshold, margin)
+    return Validation(loss, 0.0, 0.0, 0.0, np.zeros(0), (0, 0, 0, 0), math.nan, score)
 
 
 def test_event_score_is_f1_at_the_fbeta_threshold():
@@ -23,9 +22,11 @@ def test_event_score_is_f1_at_the_fbeta_threshold():
     # event maxima: 0.9, 0.8, 0.3 (positives); 0.6, 0.1 (negatives)
     scores = np.array([0.9, 0.2, 0.8, 0.1, 0.3, 0.2, 0.6, 0.5, 0.1, 0.05])
     result = event_score(scores, truth, groups)
-    # F-beta (β 0.1) is almost precision: the lowest threshold with precision 1 is 0.6
-    # (0.6 itself is not above it): tp 2, fp 0, fn 1 → F1 = 2·2 / (2·2 + 0 + 1) = 0.8
-    assert result.threshold == pytest.approx(0.6)
+    # F-beta (β 0.1) is almost precision: precision 1 from 0.6 (0.6 itself is not above it) to
+    # 0.79 (0.8 still above): 20 thresholds, the middle one kept; there tp 2, fp 0, fn 1 →
+    # F1 = 2·2 / (2·2 + 0 + 1) = 0.8
+    assert result.threshold == pytest.approx(0.69)
+    assert result.margin == 20
     assert result.f1 == pytest.approx(0.8)
 
 
@@ -53,6 +54,15 @@ def test_event_f1_beats_a_lower_loss_and_ties_go_to_the_lower_loss():
     assert not best.offer(4, 0.45, _validation(0.45, 0.90))  # tie, higher loss
     assert best.offer(5, 0.35, _validation(0.35, 0.90, threshold=0.7))  # tie, lower loss
     assert (best.epoch, best.event_f1, best.threshold, best.loss) == (5, 0.90, 0.7, 0.35)
+
+
+def test_among_equal_event_f1_the_wider_margin_wins_before_the_loss():
+    best = BestEpoch("event_f1", patience=None)
+    assert best.offer(1, 0.10, _validation(0.10, 1.0, margin=3))
+    assert best.offer(2, 0.30, _validation(0.30, 1.0, margin=12))  # higher loss, wider margin
+    assert not best.offer(3, 0.05, _validation(0.05, 1.0, margin=5))
+    assert not best.offer(4, 0.01, _validation(0.01, 0.9, margin=40))
+    assert (best.epoch, best.margin) == (2, 12)
 
 
 def test_val_loss_monitor_keeps_the_lowest_loss():

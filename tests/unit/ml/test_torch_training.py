@@ -107,9 +107,10 @@ def test_model_folder_and_summary(tmp_path):
         assert (tmp_path / "m" / name).is_file(), name
     assert [r.epoch for r in seen] == [1, 2]
     assert summary.epochs == 2 and summary.device == "cpu" and summary.samples_per_s > 0
-    # kept: the best eval event F1 at the evaluation's threshold, ties by the lower loss
-    kept = max(seen, key=lambda r: (r.val_event_f1_at_threshold, -r.val_loss))
-    assert summary.best_epoch == kept.epoch and summary.best_val_loss == kept.val_loss
+    # kept: the best eval event F1 at the evaluation's threshold (ties: margin, then loss)
+    kept = seen[summary.best_epoch - 1]
+    assert kept.val_event_f1_at_threshold == max(r.val_event_f1_at_threshold for r in seen)
+    assert summary.best_val_loss == kept.val_loss and kept.best
     assert summary.best_val_event_f1_at_threshold == kept.val_event_f1_at_threshold
     assert summary.monitor == "event_f1" and summary.eval_samples == 4
     reference = yaml.safe_load((tmp_path / "m" / "training_set.yaml").read_text())

@@ -34,7 +34,9 @@ def fake_model(tmp_path, monkeypatch):
     (model / "settings.yaml").write_text(yaml.safe_dump({"backend": "torch", "n_timepoints": 1}))
     (model / "evaluation.yaml").write_text(yaml.safe_dump({"threshold": 0.5}))
     monkeypatch.setattr(
-        predict, "load_predictor", lambda model_dir, device="cpu": LatestFramePredictor()
+        predict,
+        "load_predictor",
+        lambda model_dir, device="cpu", precision="float32": LatestFramePredictor(),
     )
     return model
 

@@ -45,7 +45,9 @@ class PredictionResource(dg.ConfigurableResource):
 
     home: str
     device: str = "cpu"
-    max_tile: int = 1024
+    # auto: the backend's fast inference path (bfloat16 where the CPU has it); float32: exact
+    precision: str = "auto"
+    max_tile: int = 2048
 
     def deployment(self, kind: str):
         """The :class:`~deep_events_dagster.ml.deploy.Deployment` of ``kind``, or None."""
@@ -183,6 +185,7 @@ def build_prediction_assets(kind: str) -> list[dg.AssetsDefinition]:
                 out_dir=out_dir,
                 kind=kind,
                 device=prediction.device,
+                precision=prediction.precision,
                 max_tile=prediction.max_tile,
                 max_link_distance_px=ingestion.max_link_distance_px,
                 progress=lambda done, total: (

@@ -68,9 +68,15 @@ class Backend:
         """Train in this process (see the backend's ``train``); returns its ``TrainingSummary``."""
         return self._module("train").train(training_set, model_dir, settings, **kwargs)
 
-    def load_predictor(self, model_dir: str | Path, device: str = "cpu") -> Predictor:
-        """The best weights of a model folder this backend trained, ready to predict."""
-        return self._module("train").load_predictor(model_dir, device=device)
+    def load_predictor(
+        self, model_dir: str | Path, device: str = "cpu", precision: str = "float32"
+    ) -> Predictor:
+        """The kept weights of a model folder this backend trained, ready to predict.
+
+        ``precision``: ``"float32"`` (exactly as evaluated) or ``"auto"`` (the backend's fast
+        inference path where it has one: reduced-precision autocast on hardware made for it).
+        """
+        return self._module("train").load_predictor(model_dir, device=device, precision=precision)
 
     def _module(self, name: str):
         import importlib
@@ -103,6 +109,9 @@ def backend_for(model_dir: str | Path) -> Backend:
     return get_backend(ModelFolder(Path(model_dir)).backend())
 
 
-def load_predictor(model_dir: str | Path, device: str = "cpu") -> Predictor:
-    """The model of a model folder, whichever backend trained it."""
-    return backend_for(model_dir).load_predictor(model_dir, device=device)
+def load_predictor(
+    model_dir: str | Path, device: str = "cpu", precision: str = "float32"
+) -> Predictor:
+    """The model of a model folder, whichever backend trained it (``precision``: see
+    :meth:`Backend.load_predictor`)."""
+    return backend_for(model_dir).load_predictor(model_dir, device=device, precision=precision)

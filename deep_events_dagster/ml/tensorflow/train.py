@@ -447,8 +447,16 @@ class KerasPredictor:
         return predict(self.model, images, batch_size=batch_size, device=self.device)
 
 
-def load_predictor(model_dir: str | Path, device: str | KerasDevice = "cpu") -> KerasPredictor:
-    """The best weights of a tensorflow model folder (``keras.weights.h5``) as a predictor."""
+def load_predictor(
+    model_dir: str | Path, device: str | KerasDevice = "cpu", precision: str = "float32"
+) -> KerasPredictor:
+    """The kept weights of a tensorflow model folder (``keras.weights.h5``) as a predictor.
+
+    ``precision`` is accepted for the backends' common signature; Keras models always predict
+    in float32.
+    """
+    if precision not in ("float32", "auto"):
+        raise ValueError(f"precision must be float32 or auto, got {precision!r}")
     device = resolve_device(device)
     return KerasPredictor(load_keras_model(model_dir, device), device)
 

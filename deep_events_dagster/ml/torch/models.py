@@ -56,6 +56,7 @@ __all__ = [
     "UNet",
     "build_model",
     "count_parameters",
+    "inference_copy",
     "same_padding",
 ]
 
@@ -303,3 +304,25 @@ def set_output_prior(model: nn.Module, positive_prior: float) -> float:
     with torch.no_grad():
         output.bias.fill_(bias)
     return bias
+
+
+@torch.no_grad()
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` for fast inference: every batch norm that follows a convolution
+    folded into it (``w·γ/σ``, ``(b − μ)·γ/σ + β`` with the running statistics), activations
+    channels-last, in eval mode. The same function up to rounding (about 1e-6 in float32); it
+    saves one pass over every full-size feature map per block.
+    """
+    import copy
+
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if not isinstance(module, ConvBlock) or not isinstance(module[1], nn.BatchNorm2d):
+            continue
+        conv, norm = module[0], module[1]
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+        conv.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
+        module[1] = nn.Identity()
+    return folded.to(memory_format=torch.channels_last)

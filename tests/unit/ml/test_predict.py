@@ -108,7 +108,11 @@ class SpotSizePredictor:
 @pytest.fixture
 def use_predictor(monkeypatch):
     def install(predictor):
-        monkeypatch.setattr(predict, "load_predictor", lambda model_dir, device="cpu": predictor)
+        monkeypatch.setattr(
+            predict,
+            "load_predictor",
+            lambda model_dir, device="cpu", precision="float32": predictor,
+        )
         return predictor
 
     return install

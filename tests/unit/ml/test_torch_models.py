@@ -126,3 +126,45 @@ def test_build_model_from_settings():
     out = lstm(torch.rand(2, 3, 32, 32))
     out.mean().backward()  # trainable end to end
     assert all(p.grad is not None for p in lstm.parameters())
+
+
+def _with_batch_statistics(model):
+    """Non-trivial running statistics, as after training (fresh ones are 0 and 1)."""
+    generator = torch.Generator().manual_seed(3)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=generator) - 0.5)
+    return model.eval()
+
+
+def test_inference_copy_folds_batch_norm_into_the_convolutions():
+    from deep_events_dagster.ml.torch.models import inference_copy
+
+    model = _with_batch_statistics(UNet(1, 4, 5))
+    folded = inference_copy(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # a copy
+    x = torch.rand(2, 1, 36, 44, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_the_fast_predictor_stays_close_to_float32():
+    import numpy as np
+
+    from deep_events_dagster.ml.torch.train import TorchPredictor
+
+    model = _with_batch_statistics(UNet(1, 4, 5))
+    images = np.random.default_rng(0).random((3, 1, 40, 48), dtype=np.float32)
+    exact = TorchPredictor(model, "cpu", "float32")
+    fast = TorchPredictor(model, "cpu", "auto")
+    assert exact.precision == "float32" and fast.precision in ("float32", "bfloat16")
+    reference = exact.predict(images)
+    assert np.abs(fast.predict(images) - reference).max() < 2e-2
+    assert reference.shape == (3, 40, 48)
+    with pytest.raises(ValueError, match="precision"):
+        TorchPredictor(model, "cpu", "half")

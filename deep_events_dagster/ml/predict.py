@@ -93,6 +93,7 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_MAX_TILE = 2048
 DEFAULT_TILE_OVERLAP = 128
 DEFAULT_BATCH_SIZE = 4
+BATCH_PIXELS = 1 << 20
 CSV_COLUMNS = ("frame", "score", "y", "x")
 THRESHOLD_FROM_EVALUATION = "evaluation.yaml"
 THRESHOLD_DEFAULT = "default 0.5"
@@ -503,8 +504,14 @@ def _iter_probabilities(
     n_frames = reader.n_frames
     span = (n_timepoints - 1) * step
     whole_frames = reader.height * reader.width <= max_tile * max_tile
-    # whole frames are batched across frames; tiles are batched within a frame
-    chunk = max(1, batch_size) if whole_frames else 1
+    # whole frames are batched across frames up to about a megapixel per pass (larger passes
+    # leave the CPU caches: one 2048² frame at a time is 20 % faster than four, and lighter);
+    # tiles are batched within a frame
+    chunk = (
+        max(1, min(batch_size, BATCH_PIXELS // (reader.height * reader.width)))
+        if whole_frames
+        else 1
+    )
     for start in range(0, n_frames, chunk):
         ends = range(start, min(n_frames, start + chunk))
         windows = np.empty((len(ends), n_timepoints, reader.height, reader.width), dtype=np.float32)

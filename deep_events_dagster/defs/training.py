@@ -255,7 +255,8 @@ def model_evaluation(
     summary = evaluate_model_folder(Path(pointer["path"]), device=training.device)
     values = summary.values
     try:
-        models = models_markdown(list_models([training.training_root(spec)], home=training.home))
+        runs = training.run_folder(spec).parent  # every run of the settings file's folder
+        models = models_markdown(list_models([runs], home=training.home))
     except (InputError, ConfigurationError, ValueError) as exc:  # a broken deploy: entry
         models = f"models not listed: {exc}"
     return dg.MaterializeResult(

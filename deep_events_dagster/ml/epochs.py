@@ -76,8 +76,10 @@ class EventScore:
     threshold
         The threshold of the 96-step sweep with the best F-beta (β 0.1).
     margin
-        How many consecutive thresholds share that best F-beta: the wider, the safer the
-        decisions on new data (see :func:`~deep_events_dagster.core.metrics.best_threshold`).
+        How many consecutive thresholds share that best F-beta when it separates the events
+        (no false positive, at least one found; else 0): the wider, the further the scores
+        are from the threshold and the safer the decisions on new data (see
+        :func:`~deep_events_dagster.core.metrics.best_threshold`).
     """
 
     f1: float
@@ -108,8 +110,12 @@ def event_score(sample_max: Any, truth_max: Any, groups: Any = None) -> EventSco
         return EventScore(math.nan, 0.5)
     sweep = max_sweep(scores, truth)
     threshold = best_threshold(sweep, "fbeta")
-    margin = threshold_margin(sweep, "fbeta")
-    return EventScore(float(sweep.f1[sweep.index(threshold)]), float(threshold), margin)
+    index = sweep.index(threshold)
+    # a plateau is a margin only where it separates: no false positive at the threshold (a
+    # model scoring everything alike has a plateau over every threshold and no margin at all)
+    separating = sweep.fp[index] == 0 and sweep.tp[index] > 0
+    margin = threshold_margin(sweep, "fbeta") if separating else 0
+    return EventScore(float(sweep.f1[index]), float(threshold), margin)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,12 @@ def test_event_score_is_f1_at_the_fbeta_threshold():
     assert result.f1 == pytest.approx(0.8)
 
 
+def test_a_plateau_without_separation_is_no_margin():
+    # every event scores 0.99: all thresholds decide alike (all positive, a false positive)
+    result = event_score(np.full(4, 0.99), np.array([1, 1, 0, 1]))
+    assert result.f1 == pytest.approx(2 * 3 / (2 * 3 + 1)) and result.margin == 0
+
+
 def test_event_score_without_a_positive_event_is_nan():
     result = event_score(np.array([0.9, 0.1]), np.array([0.0, 0.3]))
     assert math.isnan(result.f1) and result.threshold == 0.5

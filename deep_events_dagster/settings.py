@@ -98,6 +98,36 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
+# Every top-level key deep_events.yaml may hold (some are read elsewhere: ``deploy`` by
+# ``ml.deploy``, ``legacy_folders`` by ``defs.legacy``); anything else is a typo.
+CONFIG_KEYS = (
+    "kinds",
+    "roots",
+    "output_root",
+    "quiet_seconds",
+    "sensor_interval_seconds",
+    "training_dir",
+    "device",
+    "catalog_uri",
+    "ingestion",
+    "deploy",
+    "legacy_folders",
+)
+
+
+def _check_keys(config: Mapping[str, Any], source: Path) -> None:
+    import difflib
+
+    for key in config:
+        if key in CONFIG_KEYS:
+            continue
+        close = difflib.get_close_matches(str(key), CONFIG_KEYS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise MetadataError(
+            source, f"unknown setting {key!r}{hint}; known settings: {', '.join(CONFIG_KEYS)}"
+        )
+
+
 def _params_from(config: Mapping[str, Any], source: Path) -> IngestionParams:
     section = config.get("ingestion", {}) or {}
     if not isinstance(section, dict):
@@ -118,12 +148,19 @@ def load_settings(
     """Settings from (later wins) defaults, ``<home>/deep_events.yaml``, environment, overrides.
 
     ``deep_events.yaml`` may hold ``kinds``, ``roots``, ``output_root``, ``quiet_seconds``,
-    ``catalog_uri`` and an ``ingestion:`` mapping of :class:`IngestionParams` fields.
+    ``catalog_uri`` and an ``ingestion:`` mapping of :class:`IngestionParams` fields (and the
+    other :data:`CONFIG_KEYS`).
+
+    Raises
+    ------
+    MetadataError
+        The file is malformed or holds an unknown key (the message names the file and the key).
     """
     env = os.environ if environ is None else environ
     resolved_home = resolve_home(home if home is not None else env.get(HOME_ENV))
     config_path = resolved_home / CONFIG_FILE
     config = _read_config(config_path)
+    _check_keys(config, config_path)
     settings = PlatformSettings(home=resolved_home, params=_params_from(config, config_path))
     if config.get("kinds"):
         settings = replace(settings, kinds=tuple(str(k) for k in config["kinds"]))

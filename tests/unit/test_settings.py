@@ -40,3 +40,21 @@ def test_bad_config_is_named(tmp_path):
 def test_bad_kind_rejected(tmp_path):
     with pytest.raises(ValueError, match="annotation kind"):
         load_settings(tmp_path, environ={"DEEP_EVENTS_KINDS": "po ints"})
+
+
+def test_an_unknown_top_level_key_is_named_with_a_suggestion(tmp_path):
+    config = tmp_path / "deep_events.yaml"
+    config.write_text("kinds: [points]\ndeplyo:\n  points: /models/m\n")
+    with pytest.raises(MetadataError) as error:
+        load_settings(tmp_path, environ={})
+    message = str(error.value)
+    assert message.startswith(str(config))
+    assert "unknown setting 'deplyo' (did you mean deploy?)" in message
+    assert "legacy_folders" in message  # the known ones are listed
+
+
+def test_every_key_read_elsewhere_is_accepted(tmp_path):
+    (tmp_path / "deep_events.yaml").write_text(
+        "kinds: [points]\ndeploy:\n  points: /models/m\nlegacy_folders: [/old]\ndevice: cpu\n"
+    )
+    assert load_settings(tmp_path, environ={}).device == "cpu"

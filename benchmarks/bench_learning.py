@@ -164,6 +164,7 @@ def train_within_budget(
     process CPU seconds would keep is scored too (``cpu_budget``)."""
     import torch
 
+    from deep_events_dagster.core.metrics import unit_scores
     from deep_events_dagster.ml.config import TrainingSettings
     from deep_events_dagster.ml.torch.train import prepare_training
 
@@ -173,6 +174,7 @@ def train_within_budget(
     rows = []
     wall = _Keeper(config.monitor, config.patience, "wall_s", budget_s)
     cpu = _Keeper(config.monitor, config.patience, "cpu_s", budget_s)
+    event_truth = _event_truth(session.data)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for epoch in range(1, epochs_cap + 1):
         session.train_epoch(epoch)
@@ -180,7 +182,8 @@ def train_within_budget(
         session.end_of_epoch(validation.loss)
         counts = validation.event_counts
         chosen = validation.event_score
-        at_chosen = _at_threshold(*_grouped(validation.sample_max, session.data), chosen.threshold)
+        event_scores = unit_scores(validation.sample_max, session.data.eval_groups)
+        at_chosen = _at_threshold(event_scores, event_truth, chosen.threshold)
         row = {
             "epoch": epoch,
             "wall_s": round(time.perf_counter() - wall0, 1),
@@ -242,13 +245,11 @@ def train_within_budget(
     return result
 
 
-def _grouped(sample_max: np.ndarray, data) -> tuple[np.ndarray, np.ndarray]:
-    """Per eval event: the maximum probability and the maximum ground truth."""
-    from deep_events_dagster.core.metrics import sample_max as maxima
-    from deep_events_dagster.core.metrics import unit_scores
+def _event_truth(data) -> np.ndarray:
+    """Per eval event, the maximum of its ground truth (computed once per training)."""
+    from deep_events_dagster.core.metrics import sample_max, unit_scores
 
-    truth = maxima(data.eval_masks)
-    return unit_scores(sample_max, data.eval_groups), unit_scores(truth, data.eval_groups)
+    return unit_scores(sample_max(data.eval_masks), data.eval_groups)
 
 
 def _legacy_documents(folder: Path) -> list[dict[str, Any]]:

@@ -888,7 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "float32"),
         default="auto",
         help="auto (default): the fast path (bfloat16 where the CPU has it, scores within "
-        "about 1e-2); float32: exactly as the evaluation",
+        "0.02); float32: exactly as the evaluation",
     )
 
     p = commands.add_parser(

@@ -84,13 +84,20 @@ def resolve_home(home: str | Path | None = None) -> Path:
     return Path(os.path.abspath(os.path.expanduser(str(chosen))))
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
+    """``deep_events.yaml`` as a mapping (empty when missing or empty).
+
+    Raises
+    ------
+    MetadataError
+        Malformed YAML (on one line), or not a mapping.
+    """
     if not path.is_file():
         return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise MetadataError(path, f"malformed YAML ({exc})") from exc
+        raise MetadataError(path, f"malformed YAML ({' '.join(str(exc).split())})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -159,7 +166,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     resolved_home = resolve_home(home if home is not None else env.get(HOME_ENV))
     config_path = resolved_home / CONFIG_FILE
-    config = _read_config(config_path)
+    config = read_config(config_path)
     _check_keys(config, config_path)
     settings = PlatformSettings(home=resolved_home, params=_params_from(config, config_path))
     if config.get("kinds"):

@@ -16,10 +16,10 @@ import dagster as dg
 import numpy as np
 import yaml
 
-from deep_events_dagster.core import ingest
+from deep_events_dagster.core.acquisitions import movie_in_folder
 from deep_events_dagster.core.annotations import find_annotation_files
 from deep_events_dagster.core.crops import MovieReader
-from deep_events_dagster.core.errors import ConfigurationError, InputError
+from deep_events_dagster.core.errors import ConfigurationError, InputError, MovieError
 from deep_events_dagster.core.fsutil import atomic_write_text
 from deep_events_dagster.core.metadata import read_db_yaml
 from deep_events_dagster.core.thumbnails import (
@@ -173,7 +173,9 @@ def build_prediction_assets(kind: str) -> list[dg.AssetsDefinition]:
         ref = ingestion.acquisition(context.partition_key)
         layout = ingestion.layout()
         try:
-            movie = ingest.inspect_movie(ref).info.path
+            movie = movie_in_folder(ref.folder)
+            if movie is None:
+                raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
             out_dir = layout.derived_folder(ref.folder, ref.root)
             out_dir.mkdir(parents=True, exist_ok=True)
             context.log.info(

@@ -40,7 +40,7 @@ from deep_events_dagster.ml.model_folder import (
     TRAINING_SET_FILE,
     ModelFolder,
 )
-from deep_events_dagster.settings import CONFIG_FILE, load_settings, resolve_home
+from deep_events_dagster.settings import CONFIG_FILE, load_settings, read_config, resolve_home
 
 __all__ = [
     "DEPLOY_KEY",
@@ -199,21 +199,6 @@ def _config_path(home: str | Path) -> Path:
     return resolve_home(home) / CONFIG_FILE
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    """``deep_events.yaml`` as a mapping (empty when missing or empty)."""
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise MetadataError(path, f"malformed YAML ({' '.join(str(exc).split())})") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise MetadataError(path, "must be a mapping")
-    return data
-
-
 def _deploy_section(config: Mapping[str, Any], path: Path) -> dict[Any, Any]:
     section = config.get(DEPLOY_KEY)
     if section is None:
@@ -254,7 +239,7 @@ def read_deployments(home: str | Path) -> dict[str, Deployment]:
         threshold (a model without one cannot decide).
     """
     path = _config_path(home)
-    section = _deploy_section(_read_config(path), path)
+    section = _deploy_section(read_config(path), path)
     deployments: dict[str, Deployment] = {}
     for kind, folder in section.items():
         if not isinstance(kind, str) or not kind:
@@ -303,7 +288,7 @@ def deploy_model(home: str | Path, model_dir: str | Path, kind: str = "points") 
     model_path = _absolute(model_dir)
     identity, _ = _checked_model(model_path)
     path = _config_path(home)
-    config = _read_config(path)
+    config = read_config(path)
     section = _deploy_section(config, path)
     if DEPLOY_KEY not in config:
         text = path.read_text(encoding="utf-8") if path.is_file() else ""

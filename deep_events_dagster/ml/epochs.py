@@ -28,7 +28,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -393,8 +393,17 @@ def run_epochs(
             stop = best.should_stop and not last
             if epoch % settings.save_frequency == 0 or last or stop:
                 session.save(model_dir / checkpoints.last, epoch, score)
-            history.append(_epoch_result(epoch, settings, train_counts, seconds, validation))
-            history[-1] = replace(history[-1], best=improved, learning_rate=session.learning_rate())
+            history.append(
+                _epoch_result(
+                    epoch,
+                    settings,
+                    train_counts,
+                    seconds,
+                    validation,
+                    best=improved,
+                    learning_rate=session.learning_rate(),
+                )
+            )
             write_history(model_dir / HISTORY_FILE, history)
             board.epoch(history[-1])
             if log_images is not None and validated:
@@ -446,6 +455,9 @@ def _epoch_result(
     train_counts: Any,
     seconds: float,
     validation: Validation | None,
+    *,
+    best: bool,
+    learning_rate: float,
 ) -> EpochResult:
     train_loss, _, _, train_f1 = train_counts.result()
     counts = validation.event_counts if validation is not None else (-1, -1, -1, -1)
@@ -459,10 +471,10 @@ def _epoch_result(
         val_precision=validation.precision if validation is not None else nan,
         val_recall=validation.recall if validation is not None else nan,
         val_f1=validation.f1 if validation is not None else nan,
-        learning_rate=nan,
+        learning_rate=learning_rate,
         seconds=seconds,
         samples_per_s=train_counts.samples / seconds if seconds > 0 else nan,
-        best=False,
+        best=best,
         val_event_f1=validation.event_f1 if validation is not None else nan,
         val_event_tp=counts[0],
         val_event_fp=counts[1],

@@ -60,6 +60,7 @@ from deep_events_dagster.core.events import (
 )
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
 from deep_events_dagster.core.metadata import DB_FILE, read_db_yaml
+from deep_events_dagster.core.metrics import f1_from_counts
 from deep_events_dagster.core.ome import read_movie_info
 from deep_events_dagster.core.training_set import frame_step, normalize_image_frames
 from deep_events_dagster.ml.backend import Predictor, load_predictor
@@ -103,7 +104,7 @@ SIDE_MULTIPLE = 4
 
 ProgressCallback = Callable[[int, int], None]
 # Whole movies take the backend's fast inference path (bfloat16 autocast where the CPU has it):
-# scores within about 1e-2 of float32 at several times the speed (make bench, predictions).
+# scores within 0.02 of float32 (tests) at several times the speed (make bench, predictions).
 DEFAULT_PRECISION = "auto"
 
 
@@ -611,7 +612,7 @@ def predict_movie(
     precision
         ``"auto"`` (default): the backend's fast inference path — for torch, batch norm folded
         and bfloat16 autocast on CPUs with native bfloat16 (float16 on CUDA), scores within
-        about 1e-2 of float32; ``"float32"``: exactly as the evaluation computed them.
+        0.02 of float32 (tests); ``"float32"``: exactly as the evaluation computed them.
     threshold
         Decision threshold for events; None takes the one ``evaluation.yaml`` chose, else 0.5
         (and says so in ``notes``).
@@ -780,7 +781,7 @@ def compare_events(
     fn = len(annotated) - tp
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    f1 = f1_from_counts(tp, fp, fn)
     return EventComparison(
         tp=tp, fp=fp, fn=fn, precision=precision, recall=recall, f1=f1, matches=tuple(matches)
     )

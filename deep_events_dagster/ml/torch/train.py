@@ -235,7 +235,7 @@ class TorchPredictor:
     ``precision="float32"`` (default) predicts exactly as the evaluation does. ``"auto"`` is
     the fast path for whole movies: batch norm folded into the convolutions, channels-last
     activations and bfloat16 autocast on CPUs with native bfloat16 instructions (float16 on
-    CUDA; float32 elsewhere) — probabilities within about 1e-2 of float32, several times
+    CUDA; float32 elsewhere) — probabilities within 0.02 of float32 in the tests, several times
     faster on such CPUs (``make bench``, section ``predictions``).
     """
 

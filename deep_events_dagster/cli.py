@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -33,12 +32,12 @@ PARTITION_TAG = "dagster/partition"
 
 def prepare_home(settings: PlatformSettings) -> None:
     """Create the home and its Dagster instance folder; point this process (and children) at it."""
+    from deep_events_dagster.cluster import export_environment, write_instance_yaml
+
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    instance_yaml = settings.dagster_home / "dagster.yaml"
-    if not instance_yaml.exists():
-        template = resources.files("deep_events_dagster.resources").joinpath("dagster.yaml")
-        instance_yaml.write_text(template.read_text("utf-8"), encoding="utf-8")
+    write_instance_yaml(settings)
+    export_environment(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     os.environ[HOME_ENV] = str(settings.home)
     os.environ[KINDS_ENV] = ",".join(settings.kinds)
@@ -141,7 +140,7 @@ def run_partition(
     import dagster as dg
 
     run_config = {
-        "execution": {"config": {executor: {}}},
+        "execution": {"config": {"mode": executor}},
         "loggers": {"console": {"config": {"log_level": log_level}}},
     }
     with dg.DagsterInstance.get() as instance:
@@ -195,6 +194,53 @@ def _print_outcome(outcome: PartitionOutcome) -> None:
         print(f"FAILED  {outcome.key}: {outcome.message}", flush=True)
 
 
+def run_on_cluster(job_name: str, keys: Sequence[str], *, verbose: bool = False):
+    """Run a job per partition through the cluster's instance, printing each as it ends."""
+    from deep_events_dagster.cluster import submit_runs
+
+    level = "DEBUG" if verbose else "CRITICAL"  # failures are summarised per acquisition
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    outcomes = []
+    for run in submit_runs(job_name, keys, run_config=run_config):
+        outcome = PartitionOutcome(run.key, run.success, run.message, run.run_id)
+        _print_outcome(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def cluster_problem(settings: PlatformSettings, requested: PlatformSettings | None = None) -> str:
+    """Why this cluster home cannot run a command ("" when it can): an unreachable service, or
+    command-line settings that the workers (which read deep_events.yaml) would not see."""
+    from deep_events_dagster.cluster import ClusterError, check_cluster
+
+    if not settings.cluster.enabled:
+        return ""
+    if requested is not None:
+        configured = load_settings(settings.home)
+        known = [Path(os.path.abspath(r)) for r in configured.roots]
+
+        def covered(root: Path) -> bool:
+            root = Path(os.path.abspath(root))
+            return any(root == k or k in root.parents for k in known)
+
+        outside = [str(root) for root in requested.roots if not covered(root)]
+        if outside:
+            return (
+                f"{settings.config_file}: with a cluster the workers read roots: from this file; "
+                f"add {', '.join(outside)} to roots: there"
+            )
+        if requested.kinds != configured.kinds or requested.output_root != configured.output_root:
+            return (
+                f"{settings.config_file}: with a cluster the workers read kinds: and output_root: "
+                "from this file; set them there instead of on the command line"
+            )
+    try:
+        check_cluster(settings)
+    except ClusterError as exc:
+        return str(exc)
+    return ""
+
+
 def register_partitions(keys: Sequence[str]) -> int:
     """Add acquisition partitions that the instance does not know yet; returns how many."""
     import dagster as dg
@@ -219,6 +265,10 @@ def ingest(
     from deep_events_dagster.core.acquisitions import iter_acquisitions
 
     prepare_home(settings)
+    problem = cluster_problem(settings, settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     exclude = [settings.output_root] if settings.output_root else []
     missing = [r for r in settings.roots if not Path(r).is_dir()]
     for root in missing:
@@ -233,9 +283,12 @@ def ingest(
         + ", ".join(str(r) for r in settings.roots),
         flush=True,
     )
-    outcomes = run_partitions(
-        keys, workers=workers, executor=executor, log_level="DEBUG" if verbose else "WARNING"
-    )
+    if settings.cluster.enabled:
+        outcomes = run_on_cluster("ingest", keys, verbose=verbose)
+    else:
+        outcomes = run_partitions(
+            keys, workers=workers, executor=executor, log_level="DEBUG" if verbose else "WARNING"
+        )
     failed = [o for o in outcomes if not o.success]
     print_summary(settings, keys)
     if failed:
@@ -387,6 +440,10 @@ def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = Fa
     from deep_events_dagster.defs.training import TRAINING_RUNS, TrainingResource
 
     prepare_home(settings)
+    problem = cluster_problem(settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     folder = settings.training_settings_dir
     target = folder / settings_file.name
     try:
@@ -419,26 +476,40 @@ def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = Fa
     ]
     for note in dict.fromkeys(notes):
         print(f"note: {note}", flush=True)
-    failed = 0
-    for run in runs:
-        spec = run.spec
+
+    def run_locally(spec) -> tuple[bool, str]:
         with dg.DagsterInstance.get() as instance:
             result = dg.execute_job(
                 _reconstructable_job("train_job_definition"),
                 instance=instance,
                 tags={PARTITION_TAG: spec.partition_key},
                 run_config={
-                    "execution": {"config": {"in_process": {}}},
                     "loggers": {
                         "console": {"config": {"log_level": "INFO" if verbose else "WARNING"}}
                     },
                 },
                 raise_on_error=False,
             )
-            if not result.success:
-                failed += 1
-                print(f"FAILED  {spec.partition_key}: {_failure_message(result)}", flush=True)
-                continue
+            return result.success, "" if result.success else _failure_message(result)
+
+    if settings.cluster.enabled:
+        from deep_events_dagster.cluster import submit_runs
+
+        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        ended = {
+            r.key: (r.success, r.message) for r in submit_runs("train", keys, run_config=run_config)
+        }
+        outcome_of = ended.__getitem__
+    else:
+        outcome_of = None
+    failed = 0
+    for run in runs:
+        spec = run.spec
+        success, message = outcome_of(spec.partition_key) if outcome_of else run_locally(spec)
+        if not success:
+            failed += 1
+            print(f"FAILED  {spec.partition_key}: {message}", flush=True)
+            continue
         model = _pointer(_training_run_folder(settings, spec) / "model.yaml")
         print(f"ok      {spec.partition_key}")
         if model.get("path"):
@@ -547,6 +618,12 @@ def _training_run_folder(settings: PlatformSettings, spec) -> Path:
 def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
     """Run ``dagster dev`` (webserver + daemon) on the home's instance."""
     prepare_home(settings)
+    problem = cluster_problem(settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if settings.cluster.enabled:
+        print(f"cluster: {settings.cluster.describe()}", flush=True)
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which(
         "dagster"
     )
@@ -566,6 +643,21 @@ def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
         print("no data roots to watch (use --watch ROOT or roots: in deep_events.yaml)")
     # replace this process: signals (Ctrl-C, SIGTERM from a service manager) reach dagster dev
     os.execve(command[0], command, os.environ.copy())
+
+
+def worker(
+    settings: PlatformSettings, *, queue: str, concurrency: int, name: str | None, loglevel: str
+) -> int:
+    """Start a Celery worker for this home (``cluster.run_worker``); 2 when it cannot start."""
+    from deep_events_dagster.cluster import run_worker
+    from deep_events_dagster.core.errors import ConfigurationError
+
+    try:
+        prepare_home(settings)
+    except ConfigurationError as exc:
+        print(f"worker not started: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(settings, role=queue, concurrency=concurrency, name=name, loglevel=loglevel)
 
 
 def export(model_dir: Path, formats: Sequence[str] | None = None) -> int:
@@ -811,6 +903,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
     p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
 
+    p = commands.add_parser(
+        "worker",
+        parents=[home_parent],
+        help="start a Celery worker for this home's cluster (cluster: in deep_events.yaml)",
+    )
+    p.add_argument(
+        "--queue",
+        choices=["default", "gpu"],
+        default="default",
+        help="default: ingestion and everything else; gpu: training and evaluation",
+    )
+    p.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once")
+    p.add_argument("--name", help="worker name (default: <queue>-<pid>); @<host> is appended")
+    p.add_argument("--loglevel", default="INFO", help="Celery's log level")
+
     p = commands.add_parser("catalog", parents=[home_parent], help="query the event catalog")
     catalog_commands = p.add_subparsers(dest="catalog_command", required=True)
     f = catalog_commands.add_parser("find", parents=[home_parent], help="print documents")
@@ -995,6 +1102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(settings, workers=args.workers)
     if args.command == "ui":
         return ui(settings, host=args.host, port=args.port)
+    if args.command == "worker":
+        return worker(
+            settings,
+            queue=args.queue,
+            concurrency=args.concurrency,
+            name=args.name,
+            loglevel=args.loglevel,
+        )
     return 2
 
 

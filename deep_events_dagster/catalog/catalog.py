@@ -199,7 +199,6 @@ class EventCatalog:
         ConfigurationError
             The URI scheme is not one of the above.
         """
-        home = Path(home)
         text = (uri or "").strip()
         if text.startswith(_MONGO_SCHEMES):
             import pymongo
@@ -207,6 +206,23 @@ class EventCatalog:
             client = pymongo.MongoClient(text)
             database = client.get_default_database(default=DEFAULT_DATABASE).name
             return cls(client, database, display=mask_uri(text))
+        repo = cls.embedded_folder(text, home=home)
+        assert repo is not None
+        return cls._open_embedded(repo)
+
+    @staticmethod
+    def embedded_folder(uri: str | None, *, home: str | Path) -> Path | None:
+        """The montydb folder an embedded catalog URI names (None for a MongoDB server).
+
+        Raises
+        ------
+        ConfigurationError
+            The URI scheme is not one :meth:`open` accepts.
+        """
+        home = Path(home)
+        text = (uri or "").strip()
+        if text.startswith(_MONGO_SCHEMES):
+            return None
         if text in ("", "embedded"):
             repo = home / EMBEDDED_FOLDER
         elif text.startswith(MONTY_SCHEME):
@@ -219,7 +235,7 @@ class EventCatalog:
                 f"catalog URI {mask_uri(text)!r}: expected mongodb://, mongodb+srv://, "
                 f"montydb://<folder> or 'embedded'"
             )
-        return cls._open_embedded(repo.resolve())
+        return repo.resolve()
 
     @classmethod
     def _open_embedded(cls, repo: Path) -> EventCatalog:

@@ -114,3 +114,57 @@ def remove_stale_temporaries(folder: str | Path) -> int:
                     entry.unlink()
             removed += 1
     return removed
+
+
+# File systems shared over a network: flock and sqlite's locking are not reliable across hosts.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "9p",
+        "fuse.sshfs",
+        "fuse.glusterfs",
+        "fuse.cephfs",
+        "fuse.s3fs",
+        "fuse.rclone",
+        "fuse.gcsfuse",
+        "fuse.juicefs",
+    }
+)
+
+
+def filesystem_type(path: str | Path, mounts: str | None = None) -> str:
+    """The type of the file system holding ``path`` (``ext4``, ``nfs4``, …; ``""`` if unknown).
+
+    Parameters
+    ----------
+    path
+        A file or folder (need not exist yet; symbolic links are followed).
+    mounts
+        The text of ``/proc/mounts`` (read when not given; ``""`` where there is none).
+    """
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+    target = Path(os.path.realpath(path))
+    best, best_type = "", ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        inside = str(target) == mount_point or str(target).startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type

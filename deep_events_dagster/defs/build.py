@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from deep_events_dagster.defs.assets import acquisition_metadata, build_kind_assets, raw_movie
+from deep_events_dagster.defs.executors import executor_for
 from deep_events_dagster.defs.jobs import ingest_job
 from deep_events_dagster.defs.legacy import legacy_events, legacy_import_job
 from deep_events_dagster.defs.predictions import (
@@ -68,6 +69,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     )
     return dg.Definitions(
         assets=assets,
+        executor=executor_for(settings.cluster),
         jobs=[ingest_job, legacy_import_job, train_job, predict_job],
         sensors=[sensor, build_training_sensor(), build_predictions_sensor(settings.kinds)],
         resources={

@@ -95,8 +95,6 @@ def build_acquisition_sensor(
                     run_key=decision.run_key,
                     partition_key=decision.key,
                     tags={"deep_events/fingerprint": decision.fingerprint},
-                    # one process per run: a subprocess per step costs seconds on small machines
-                    run_config={"execution": {"config": {"in_process": {}}}},
                 )
                 for decision in tick.runs
             ],

@@ -10,16 +10,19 @@ import yaml
 from deep_events_dagster.core.errors import ConfigurationError, InputError
 from deep_events_dagster.core.fsutil import atomic_write_text
 from deep_events_dagster.core.thumbnails import encode_png, markdown_image
+from deep_events_dagster.defs.executors import GPU_QUEUE_TAGS
 from deep_events_dagster.defs.resources import CatalogResource
 
 TRAINING_GROUP = "training"
 TRAINING_RUNS = "training_runs"
 GPU_POOL = "gpu"
-# Under a Kubernetes run launcher this requests one GPU for the training step's pod.
+# With a cluster the training step goes to the Celery queue of the GPU workers (GPU_QUEUE_TAGS);
+# under a Kubernetes run launcher (dagster-k8s, not tested here) the step's pod requests a GPU.
 GPU_OP_TAGS = {
+    **GPU_QUEUE_TAGS,
     "dagster-k8s/config": {
         "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
-    }
+    },
 }
 
 training_runs_partitions = dg.DynamicPartitionsDefinition(name=TRAINING_RUNS)
@@ -235,6 +238,7 @@ def trained_model(
     partitions_def=training_runs_partitions,
     group_name=TRAINING_GROUP,
     deps=[trained_model],
+    op_tags=GPU_QUEUE_TAGS,  # predicts on the GPU the model was trained on (with a cluster)
     code_version="2",
     kinds={"pytorch", "tensorflow"},
 )

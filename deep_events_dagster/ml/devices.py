@@ -3,11 +3,12 @@
 Backend neutral: nothing here imports torch or tensorflow (the caller passes the number of GPUs
 its backend sees; :func:`visible_gpu_count` asks torch lazily when it does not).
 
-GPUs are reserved with lock files ``<home>/gpu_locks/gpu<ID>.lock`` held with ``flock``: the
+GPUs are reserved with lock files ``<home>/gpu_locks/<host>-gpu<ID>.lock`` held with ``flock``: the
 kernel releases the lock when the holding process exits, also when it crashes or is killed, so
 a lock never outlives its trainer. ``ID`` is the physical GPU (``CUDA_VISIBLE_DEVICES`` maps the
 process's ``cuda:N`` to it), so processes with different visible-device lists still agree on
-which card is taken. A lock file holds ``pid host time`` of its holder, for people looking.
+which card is taken. ``host`` is the machine's name: hosts sharing a home (a cluster) each have
+their own GPU 0. A lock file holds ``pid host time`` of its holder, for people looking.
 
 Policy of :func:`allocate_device`:
 
@@ -48,6 +49,7 @@ __all__ = [
     "DeviceBusyError",
     "allocate_device",
     "gpu_lock_dir",
+    "gpu_lock_name",
     "parse_device",
     "physical_gpu_ids",
     "visible_gpu_count",
@@ -108,6 +110,13 @@ def visible_gpu_count(env: Mapping[str, str] | None = None) -> int:
     except ImportError:
         return 0
     return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+def gpu_lock_name(physical_id: str, host: str | None = None) -> str:
+    """``<host>-gpu<ID>.lock``: the lock file of a physical GPU of this (or the named) host."""
+    name = host or socket.gethostname()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "host"
+    return f"{safe}-gpu{physical_id}.lock"
 
 
 def gpu_lock_dir(home: str | Path | None = None) -> Path:
@@ -244,7 +253,7 @@ def allocate_device(
     announced = False
     while True:
         for candidate in candidates:
-            path = folder / f"gpu{ids[candidate]}.lock"
+            path = folder / gpu_lock_name(ids[candidate])
             handle = _try_lock(path)
             if handle is not None:
                 waited = time.monotonic() - start

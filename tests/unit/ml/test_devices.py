@@ -11,6 +11,7 @@ import pytest
 from deep_events_dagster.ml.devices import (
     DeviceBusyError,
     allocate_device,
+    gpu_lock_name,
     parse_device,
     physical_gpu_ids,
 )
@@ -37,7 +38,7 @@ def test_two_gpus_two_models_then_cpu_or_wait(tmp_path):
     first = allocate_device("auto", home=tmp_path, gpu_count=2, env=NO_ENV)
     second = allocate_device("auto", home=tmp_path, gpu_count=2, env=NO_ENV)
     assert {first.device, second.device} == {"cuda:0", "cuda:1"}
-    assert first.lock_path == tmp_path / "gpu_locks" / "gpu0.lock"
+    assert first.lock_path == tmp_path / "gpu_locks" / gpu_lock_name("0")
     assert "pid" in first.lock_path.read_text()
 
     third = allocate_device("auto", home=tmp_path, gpu_count=2, when_busy="cpu", env=NO_ENV)
@@ -90,7 +91,7 @@ def test_physical_ids_follow_cuda_visible_devices(tmp_path):
     env = {"CUDA_VISIBLE_DEVICES": "2"}
     with allocate_device("auto", home=tmp_path, gpu_count=1, env=env) as allocation:
         assert allocation.device == "cuda:0"
-        assert allocation.lock_path.name == "gpu2.lock"
+        assert allocation.lock_path.name == gpu_lock_name("2")
 
 
 def test_lock_is_released_when_the_holder_dies(tmp_path):
@@ -111,3 +112,13 @@ def test_lock_is_released_when_the_holder_dies(tmp_path):
         child.wait()
     with allocate_device("auto", home=tmp_path, gpu_count=1, timeout_s=5, env=NO_ENV) as freed:
         assert freed.device == "cuda:0"
+
+
+def test_gpu_locks_are_named_by_host(tmp_path):
+    """Two hosts sharing a home never both claim "GPU 0": each host has its own lock file."""
+    assert gpu_lock_name("0", host="gpu-box-1") == "gpu-box-1-gpu0.lock"
+    assert gpu_lock_name("0", host="gpu-box-2") != gpu_lock_name("0", host="gpu-box-1")
+    assert gpu_lock_name("1", host="lab/pc 3") == "lab_pc_3-gpu1.lock"
+    import socket
+
+    assert gpu_lock_name("0") == gpu_lock_name("0", host=socket.gethostname())

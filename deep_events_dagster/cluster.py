@@ -169,23 +169,29 @@ def check_broker(uri: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 
 
 def check_embedded_catalog(settings: PlatformSettings, *, host: str | None = None) -> Path | None:
-    """With Celery workers, the embedded catalog must be on a local file system of one host.
+    """With Celery workers, the embedded catalog must be on a local file system of one host
+    (:func:`check_single_host_catalog`); the catalog folder, or None for a MongoDB server."""
+    from deep_events_dagster.catalog import EventCatalog
 
-    Returns the catalog folder (None for a MongoDB server) after recording this host as its
-    owner on first use.
+    folder = EventCatalog.embedded_folder(settings.catalog_uri, home=settings.home)
+    if folder is not None and settings.cluster.distributed:
+        check_single_host_catalog(folder, host=host)
+    return folder
+
+
+def check_single_host_catalog(
+    folder: Path, *, host: str | None = None, mounts: str | None = None
+) -> None:
+    """Refuse an embedded catalog folder on a network file system or owned by another host;
+    record this host as the owner on first use (``<folder>/.cluster_host``).
 
     Raises
     ------
     ClusterError
-        The folder is on a network file system, or another host already uses it.
+        Naming the folder, the file system or the owning host, and what to do instead.
     """
-    from deep_events_dagster.catalog import EventCatalog
-
-    folder = EventCatalog.embedded_folder(settings.catalog_uri, home=settings.home)
-    if folder is None or not settings.cluster.distributed:
-        return folder
     host = host or socket.gethostname()
-    fs_type = filesystem_type(folder)
+    fs_type = filesystem_type(folder, mounts)
     if fs_type in NETWORK_FILESYSTEMS:
         raise ClusterError(
             f"the embedded catalog {folder} is on a network file system ({fs_type}): its file "
@@ -203,7 +209,6 @@ def check_embedded_catalog(settings: PlatformSettings, *, host: str | None = Non
     if not owner:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(marker, host + "\n")
-    return folder
 
 
 def require_visible(paths: Mapping[str, Path | str]) -> None:

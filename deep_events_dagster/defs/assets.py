@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from deep_events_dagster.cluster import require_visible
 from deep_events_dagster.core import checks, ingest
 from deep_events_dagster.core.acquisitions import movie_in_folder
 from deep_events_dagster.core.annotations import AnnotationPoint
@@ -127,6 +128,9 @@ def raw_movie(
     hashes of its first and last planes). Its data version follows the fingerprint, so a
     changed movie marks everything downstream stale."""
     ref = ingestion.acquisition(context.partition_key)
+    # the run's first step: on a cluster it may run on a machine that does not see the share
+    paths = {"acquisition folder": ref.folder}
+    _user_errors_as_failures(lambda: require_visible(paths))
     step = _user_errors_as_failures(lambda: ingest.inspect_movie(ref))
     info = step.info
     context.log.info(f"{info.path.name}: {info.axes} {info.shape} {info.dtype}")

@@ -59,7 +59,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     uri: str | dg.EnvVar = dg.EnvVar(CATALOG_URI_ENV) if settings.catalog_uri_from_env else ""
     if not settings.catalog_uri_from_env and settings.catalog_uri:
         uri = settings.catalog_uri
-    catalog = CatalogResource(home=home, uri=uri)
+    catalog = CatalogResource(home=home, uri=uri, single_host=settings.cluster.distributed)
     sensor = build_acquisition_sensor(
         roots=settings.roots,
         kinds=settings.kinds,

@@ -63,7 +63,18 @@ class CatalogResource(dg.ConfigurableResource):
 
     home: str
     uri: str = ""
+    # Steps run on Celery workers: an embedded catalog must stay on one host (cluster.py)
+    single_host: bool = False
 
     def open(self) -> EventCatalog:
         """Open the catalog (close it when done)."""
+        if self.single_host:
+            from deep_events_dagster.cluster import ClusterError, check_single_host_catalog
+
+            folder = EventCatalog.embedded_folder(self.uri or None, home=Path(self.home))
+            if folder is not None:
+                try:
+                    check_single_host_catalog(folder)
+                except ClusterError as exc:
+                    raise dg.Failure(description=str(exc), allow_retries=False) from exc
         return EventCatalog.open(self.uri or None, home=Path(self.home))

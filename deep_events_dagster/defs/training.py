@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from deep_events_dagster.cluster import require_visible
 from deep_events_dagster.core.errors import ConfigurationError, InputError
 from deep_events_dagster.core.fsutil import atomic_write_text
 from deep_events_dagster.core.thumbnails import encode_png, markdown_image
@@ -202,6 +203,10 @@ def trained_model(
     backend = get_backend(spec.backend)
     run_folder = training.run_folder(spec)
     pointer = _read_pointer(run_folder / "training_set.yaml", "training set")
+    try:  # on a cluster this step runs on the GPU machine: it must see the shared folders
+        require_visible({"training set": Path(pointer["path"])})
+    except ConfigurationError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     stamp = time.strftime("%Y%m%d-%H%M%S")
     model_dir = run_folder / f"model_{stamp}_{pointer['id'][:8]}"
     model_dir.mkdir(parents=True, exist_ok=True)

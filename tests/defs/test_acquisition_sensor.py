@@ -33,6 +33,8 @@ def test_sensor_registers_partitions_and_requests_runs(tmp_path):
     keys = sorted(a.folder.as_posix() for a in tree.acquisitions)
     assert sorted(r.partition_key for r in result.run_requests) == keys
     assert all("@" in r.run_key for r in result.run_requests)
+    # no executor-specific run config: the same requests are valid for every executor
+    assert all(not r.run_config for r in result.run_requests)
     (request,) = result.dynamic_partitions_requests
     assert sorted(request.partition_keys) == keys
     assert request.partitions_def_name == ACQUISITIONS

@@ -220,7 +220,9 @@ def test_four_acquisitions_at_once_with_the_multiprocess_executor(tmp_path):
         assert len(runs) == 4
         assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
         assert sorted(run.tags["dagster/partition"] for run in runs) == keys
-        assert all(run.run_config["execution"] == {"config": {"mode": "multiprocess"}} for run in runs)
+        assert all(
+            run.run_config["execution"] == {"config": {"mode": "multiprocess"}} for run in runs
+        )
         assert sorted(instance.get_dynamic_partitions(ACQUISITIONS)) == keys
         for asset in ("raw_movie", "acquisition_metadata", *(f"{kind}/{step}" for step in STEPS)):
             key = dg.AssetKey.from_user_string(asset)

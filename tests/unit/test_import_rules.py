@@ -24,6 +24,8 @@ FORBIDDEN = {
     "deep_events_dagster.ml.deploy": ["dagster", "torch", "tensorflow"],
     "deep_events_dagster.ml.tensorflow.train": ["dagster", "torch"],
     "deep_events_dagster.settings": ["dagster", "torch", "tensorflow"],
+    # imported by the assets and the CLI: Dagster, Celery and the drivers load when used
+    "deep_events_dagster.cluster": ["dagster", "torch", "tensorflow", "celery", "psycopg2"],
     "deep_events_dagster.testing.learning": ["dagster", "torch", "tensorflow"],
 }
 

@@ -28,3 +28,20 @@ def test_atomic_directory_replaces_whole_folder(tmp_path):
     assert (tmp_path / "ev" / "a").read_text() == "2"
     (tmp_path / ".tmp-leftover").mkdir()
     assert remove_stale_temporaries(tmp_path) == 1
+
+
+def test_filesystem_type_takes_the_deepest_mount():
+    from deep_events_dagster.core.fsutil import NETWORK_FILESYSTEMS, filesystem_type
+
+    mounts = (
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "srv:/lab /mnt/lab nfs4 rw 0 0\n"
+        "/dev/sdb1 /mnt/lab/scratch xfs rw 0 0\n"
+        "//nas/share /mnt/my\\040share cifs rw 0 0\n"
+    )
+    assert filesystem_type("/mnt/lab/movies/a.ome.tif", mounts) == "nfs4"
+    assert filesystem_type("/mnt/lab/scratch/x", mounts) == "xfs"
+    assert filesystem_type("/mnt/labx", mounts) == "ext4"  # a sibling, not inside /mnt/lab
+    assert filesystem_type("/mnt/my share/y", mounts) == "cifs"
+    assert {"nfs4", "cifs"} <= NETWORK_FILESYSTEMS and "ext4" not in NETWORK_FILESYSTEMS
+    assert filesystem_type("/x", "") == ""

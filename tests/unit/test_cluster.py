@@ -54,7 +54,7 @@ def test_the_embedded_catalog_stays_on_one_host(tmp_path):
     check_single_host_catalog(folder, host="scope-pc")
     assert (folder / HOST_MARKER).read_text().strip() == "scope-pc"
     check_single_host_catalog(folder, host="scope-pc")  # the same host again: fine
-    with pytest.raises(ClusterError, match="belongs to host 'scope-pc'.*'gpu-box'") as caught:
+    with pytest.raises(ClusterError, match=r"belongs to host 'scope-pc'.*'gpu-box'") as caught:
         check_single_host_catalog(folder, host="gpu-box")
     assert str(folder) in str(caught.value) and "mongodb://" in str(caught.value)
 
@@ -84,7 +84,7 @@ def test_only_a_home_with_celery_workers_checks_its_catalog(tmp_path):
 def test_a_path_a_worker_cannot_see_is_named_with_the_host(tmp_path):
     require_visible({"home": tmp_path})
     missing = tmp_path / "share" / "acq_1"
-    with pytest.raises(ClusterError, match="acquisition folder .*acq_1 is not visible on host"):
+    with pytest.raises(ClusterError, match=r"acquisition folder .*acq_1 is not visible on host"):
         require_visible({"home": tmp_path, "acquisition folder": missing})
 
 

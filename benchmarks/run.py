@@ -78,6 +78,14 @@ The benchmarks (full sizes; ``--quick`` shrinks them for a ~1 minute smoke run):
     Whole-movie prediction of a 2048×2048×100 movie by ``predict_movie`` against 256² tiles
     predicted one by one, frames/s and peak memory beside a shorter movie's (goal: ≥ 3×;
     :mod:`benchmarks.bench_predictions`).
+
+``cluster``
+    Eight acquisitions (320×400×24) ingested by ``deep-events ingest`` with 1 and with 2 Celery
+    workers on this machine (PostgreSQL storage and RabbitMQ, a fresh database and queues each,
+    removed afterwards), and in-process without a cluster beside them: both wall times, their
+    ratio, and Dagster's per-step overhead under Celery against in-process (from the runs' and
+    steps' event times). No numeric goal: 2 workers should be faster on 2 cores (ratio > 1).
+    SKIP when PostgreSQL or RabbitMQ is unreachable (:mod:`benchmarks.bench_cluster`).
 """
 
 from __future__ import annotations
@@ -115,6 +123,7 @@ BENCHMARKS = (
     "learning",
     "exports",
     "predictions",
+    "cluster",
 )
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PROFILE_TOP = 15
@@ -198,6 +207,10 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
         from benchmarks import bench_predictions
 
         return lambda ws: bench_predictions.result(ws.root, quick=plan is QUICK)
+    if name == "cluster":
+        from benchmarks import bench_cluster
+
+        return lambda ws: bench_cluster.result(ws.root, quick=plan is QUICK, seed=ws.seed)
     raise ValueError(name)
 
 

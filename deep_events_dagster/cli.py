@@ -284,6 +284,8 @@ def ingest(
         flush=True,
     )
     if settings.cluster.enabled:
+        if workers > 1:
+            print("note: --workers does not apply with a cluster: start more `deep-events worker`")
         outcomes = run_on_cluster("ingest", keys, verbose=verbose)
     else:
         outcomes = run_partitions(

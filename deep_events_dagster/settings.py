@@ -42,7 +42,16 @@ class IngestionParams:
     max_gap_frames: int = 2
     add_pre_frames: int = 0
     add_post_frames: int = 5
-    auto_negatives: bool = True
+    auto_negatives: bool | int = True  # or a count 0–4 (up, right, down, left)
+    # the original's settings dict: which movie, channel and label the crops come from
+    img_identifier: str = ""
+    channel_contrast: tuple[str, ...] = ()
+    label: tuple[str, ...] = ()
+    event_content: str = ""
+
+
+# Per kind (``kinds: {name: {...}}``) besides the IngestionParams fields
+KIND_KEYS = ("annotations", "type", "line_width")
 
 
 def redact_uri(uri: str) -> str:
@@ -223,6 +232,12 @@ class PlatformSettings:
     device: str = "auto"
     params: IngestionParams = IngestionParams()
     cluster: ClusterSettings = field(default=ClusterSettings(), repr=False)
+    # per-kind settings from a ``kinds:`` mapping (see kind_settings)
+    kind_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def kind_settings(self, kind: str) -> KindSettings:
+        """A kind's extraction choices and parameters: ``ingestion:``, then ``kinds.<kind>``."""
+        return resolve_kind(kind, self.kind_config.get(kind, {}), self.params, self.config_file)
 
     @property
     def dagster_home(self) -> Path:
@@ -303,15 +318,104 @@ def _check_keys(config: Mapping[str, Any], source: Path) -> None:
         )
 
 
+def _params(
+    section: Mapping[str, Any], source: Path, where: str, base: IngestionParams
+) -> IngestionParams:
+    from deep_events_dagster.core.errors import ConfigurationError
+    from deep_events_dagster.core.kinds import as_names, negatives_count
+
+    known = IngestionParams.__dataclass_fields__
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise MetadataError(source, f"unknown {where} settings {unknown}; known: {sorted(known)}")
+    values = dict(section)
+    for key in ("channel_contrast", "label"):
+        if key in values:
+            if not isinstance(values[key], str | list | tuple | type(None)):
+                raise MetadataError(source, f"{where}.{key} must be a name or a list of names")
+            values[key] = as_names(values[key])
+    for key in ("img_identifier", "event_content"):
+        if key in values:
+            values[key] = "" if values[key] is None else str(values[key])
+    if "auto_negatives" in values:
+        try:
+            negatives_count(values["auto_negatives"])
+        except ConfigurationError as exc:
+            raise MetadataError(source, f"{where}.{exc}") from None
+    return replace(base, **values)
+
+
 def _params_from(config: Mapping[str, Any], source: Path) -> IngestionParams:
     section = config.get("ingestion", {}) or {}
     if not isinstance(section, dict):
         raise MetadataError(source, "'ingestion' must be a mapping")
-    known = IngestionParams.__dataclass_fields__
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise MetadataError(source, f"unknown ingestion settings {unknown}; known: {sorted(known)}")
-    return IngestionParams(**section)
+    return _params(section, source, "ingestion", IngestionParams())
+
+
+def resolve_kind(
+    kind: str, section: Mapping[str, Any], base: IngestionParams, source: Path
+) -> KindSettings:
+    """A kind's settings: ``base`` (``ingestion:``) overridden by its ``kinds.<kind>`` section.
+
+    Raises
+    ------
+    MetadataError
+        An unknown key or a bad value (naming ``source`` and the key).
+    """
+    from deep_events_dagster.core.kinds import DEFAULT_LINE_WIDTH, KindOptions
+
+    own = {k: v for k, v in section.items() if k not in KIND_KEYS}
+    params = _params(own, source, f"kinds.{kind}", base)
+    options = KindOptions(
+        annotations=str(section.get("annotations") or kind),
+        shape=section.get("type", "points"),
+        line_width=float(section.get("line_width", DEFAULT_LINE_WIDTH)),
+        img_identifier=params.img_identifier,
+        contrasts=params.channel_contrast,
+        labels=params.label,
+        event_content=params.event_content,
+    )
+    return KindSettings(kind, options, params)
+
+
+@dataclass(frozen=True)
+class KindSettings:
+    """One annotation kind: its extraction choices and its ingestion parameters."""
+
+    name: str
+    options: Any  # core.kinds.KindOptions
+    params: IngestionParams
+
+
+def _kinds_from(
+    config: Mapping[str, Any], source: Path, params: IngestionParams
+) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """``kinds:`` as names (a list) or a mapping name → per-kind settings."""
+    value = config.get("kinds")
+    if not value:
+        return DEFAULT_KINDS, {}
+    if isinstance(value, list | tuple):
+        return tuple(str(k) for k in value), {}
+    if not isinstance(value, dict):
+        raise MetadataError(source, "'kinds' must be a list of names or a mapping name → settings")
+    per_kind: dict[str, dict[str, Any]] = {}
+    for name, section in value.items():
+        section = section or {}
+        if not isinstance(section, dict):
+            raise MetadataError(source, f"kinds.{name} must be a mapping of settings")
+        unknown = sorted(set(section) - set(KIND_KEYS) - set(IngestionParams.__dataclass_fields__))
+        if unknown:
+            raise MetadataError(
+                source,
+                f"unknown settings {unknown} for kind {name!r}; known: "
+                f"{sorted({*KIND_KEYS, *IngestionParams.__dataclass_fields__})}",
+            )
+        if section.get("type", "points") not in ("points", "lines"):
+            raise MetadataError(source, f"kinds.{name}.type must be points or lines")
+        own = {k: v for k, v in section.items() if k not in KIND_KEYS}
+        _params(own, source, f"kinds.{name}", params)  # validated now, applied per kind
+        per_kind[str(name)] = dict(section)
+    return tuple(per_kind), per_kind
 
 
 def load_settings(
@@ -336,13 +440,15 @@ def load_settings(
     config_path = resolved_home / CONFIG_FILE
     config = read_config(config_path)
     _check_keys(config, config_path)
+    params = _params_from(config, config_path)
+    kinds, kind_config = _kinds_from(config, config_path, params)
     settings = PlatformSettings(
         home=resolved_home,
-        params=_params_from(config, config_path),
+        params=params,
         cluster=_cluster_from(config, env, config_path),
+        kinds=kinds,
+        kind_config=kind_config,
     )
-    if config.get("kinds"):
-        settings = replace(settings, kinds=tuple(str(k) for k in config["kinds"]))
     if config.get("roots"):
         settings = replace(settings, roots=tuple(Path(r) for r in config["roots"]))
     if config.get("output_root"):

@@ -630,12 +630,13 @@ def crops_valid(
         name = str(entry.get("folder", ""))
         if not name:
             return ["no folder named in the manifest"]
+        # an entry cropped from another movie or one channel says so (kinds.py variants)
         return _folder_problems(
             manifest.event_root / name,
             entry,
             crop_size=crop_size,
-            dtype=dtype,
-            n_channels=n_channels,
+            dtype=np.dtype(entry["dtype"]) if entry.get("dtype") else dtype,
+            n_channels=int(entry.get("channels", n_channels)),
             threshold=threshold,
         )
 

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,15 @@ from deep_events_dagster.core.errors import (
 )
 from deep_events_dagster.core.fingerprint import MovieFingerprint, fingerprint_movie
 from deep_events_dagster.core.fsutil import TEMP_PREFIX, atomic_write_text
+from deep_events_dagster.core.kinds import (
+    KindOptions,
+    Variant,
+    choose_movie,
+    contrast_fragment,
+    label_channel,
+    negatives_count,
+    variants,
+)
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import (
     Vocabulary,
@@ -165,16 +174,22 @@ def _movie_for(ref: AcquisitionRef) -> MovieInfo:
 
 
 def load_annotations(
-    ref: AcquisitionRef, kind: str, metadata: dict[str, Any], info: MovieInfo
+    ref: AcquisitionRef,
+    kind: str,
+    metadata: dict[str, Any],
+    info: MovieInfo,
+    options: KindOptions | None = None,
 ) -> tuple[list[ann.AnnotationPoint], tuple[Path, ...]]:
-    """Read and validate every ``<kind>*.csv`` of the acquisition.
+    """Read and validate every ``<annotations>*.csv`` of the acquisition (``annotations``: the
+    kind's own name unless its options name another kind's annotations).
 
     Raises
     ------
     AnnotationError
         A malformed CSV, or points outside the image or the movie's frames (all listed).
     """
-    points, files = ann.read_kind_points(ref.folder, kind, metadata, info.physical_size_x)
+    prefix = options.annotations if options is not None else kind
+    points, files = ann.read_kind_points(ref.folder, prefix, metadata, info.physical_size_x)
     problems = ann.validate_points(
         points,
         n_frames=info.n_frames,
@@ -194,12 +209,18 @@ def load_annotations(
 
 
 def make_ground_truth(
-    ref: AcquisitionRef, kind: str, layout: Layout, *, sigma: float = 5.0, cutoff: float = 0.1
+    ref: AcquisitionRef,
+    kind: str,
+    layout: Layout,
+    *,
+    sigma: float = 5.0,
+    cutoff: float = 0.1,
+    options: KindOptions | None = None,
 ) -> GroundTruthStep:
     """Render and write ``ground_truth_<kind>.tif`` for an acquisition (atomically)."""
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
     info = _movie_for(ref)
-    points, files = load_annotations(ref, kind, metadata, info)
+    points, files = load_annotations(ref, kind, metadata, info, options)
     summary = ground_truth.write_ground_truth(
         layout.ground_truth(ref.folder, ref.root, kind),
         points,
@@ -279,6 +300,7 @@ def _event_document(
     positive: bool,
     detections: Sequence[events.Detection],
     channel: int | None,
+    source: MovieSource | None = None,
 ) -> dict[str, Any]:
     document = {k: v for k, v in metadata.items() if k not in ("_id", "type")}
     document.update(
@@ -300,7 +322,122 @@ def _event_document(
             "detections": [[int(d.frame), float(d.y), float(d.x)] for d in detections],
         }
     )
+    if source is not None:
+        source.annotate(document, positive=positive)
     return document
+
+
+@dataclass(frozen=True)
+class MovieSource:
+    """Where one variant of a kind's events is cropped from (see ``core.kinds``)."""
+
+    variant: Variant
+    info: MovieInfo
+    channel: int | None
+    event_content: str = ""
+    chosen: bool = False
+
+    @property
+    def id_kind(self) -> str:
+        """What event ids are built from: the kind, plus the variant when there is one."""
+        return self.variant.id_suffix()
+
+    @property
+    def crop_channels(self) -> int:
+        """Channels in each crop: one when a label selects it, else the movie's."""
+        return 1 if self.variant.label is not None else max(1, self.info.n_channels)
+
+    def annotate(self, document: dict[str, Any], *, positive: bool) -> None:
+        """Record the variant in an event document."""
+        if self.variant.contrast is not None:
+            document["contrast"] = self.variant.contrast
+            document["channel_contrast"] = self.variant.contrast
+        if self.variant.label is not None:
+            document["channel_label"] = self.variant.label
+            document["channel"] = self.channel
+        if self.chosen:
+            document["original_file"] = self.info.path.name
+        if self.event_content and positive:
+            document["event_content"] = self.event_content
+
+
+def channel_names(info: MovieInfo) -> list[str]:
+    """The movie's channel names from its OME metadata (``Channel/@Name``; empty if none)."""
+
+    def find(node: Any) -> Any:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "channel":
+                    return value
+                found = find(value)
+                if found is not None:
+                    return found
+        return None
+
+    channels = find(info.ome)
+    if isinstance(channels, dict):
+        channels = [channels]
+    if not isinstance(channels, list):
+        return []
+    return [str(c.get("name", "")) if isinstance(c, dict) else "" for c in channels]
+
+
+def movie_sources(
+    ref: AcquisitionRef,
+    metadata: dict[str, Any],
+    main: MovieInfo,
+    options: KindOptions,
+    *,
+    db_yaml: Path,
+) -> list[MovieSource]:
+    """The movie and channel of each variant of a kind (one source when it has no choices).
+
+    Raises
+    ------
+    MetadataError
+        ``db.yaml`` does not name a requested contrast or label.
+    MovieError
+        No movie matches, or the chosen movie's T, Y, X differ from the ground truth's.
+    """
+    sources = []
+    for variant in variants(options):
+        info = main
+        if options.chooses_movie:
+            fragment = (
+                contrast_fragment(metadata, variant.contrast, source=db_yaml)
+                if variant.contrast is not None
+                else ""
+            )
+            path = choose_movie(
+                ref.folder, img_identifier=options.img_identifier, fragment=fragment
+            )
+            info = main if path == main.path else read_movie_info(path, verify_pages=False)
+            if (info.n_frames, info.height, info.width) != (main.n_frames, main.height, main.width):
+                raise MovieError(
+                    path,
+                    f"is {info.n_frames}×{info.height}×{info.width} (T×Y×X) but the annotations' "
+                    f"movie {main.path.name} is {main.n_frames}×{main.height}×{main.width}: "
+                    "the movies of one acquisition must have the same frames and size",
+                )
+        channel = None
+        if variant.label is not None:
+            channel = label_channel(
+                metadata,
+                variant.label,
+                channel_names=channel_names(info),
+                n_channels=info.n_channels,
+                source=db_yaml,
+            )
+        sources.append(
+            MovieSource(
+                variant=variant,
+                info=info,
+                channel=channel,
+                event_content=options.event_content,
+                chosen=options.chooses_movie,
+            )
+        )
+    return sources
 
 
 def extract_events(
@@ -314,18 +451,22 @@ def extract_events(
     max_gap_frames: int = 2,
     add_pre_frames: int = 0,
     add_post_frames: int = 5,
-    auto_negatives: bool = True,
+    auto_negatives: bool | int = True,
+    options: KindOptions | None = None,
     write_workers: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EventsStep:
     """Detect events in the ground truth and write one ``ev_*`` folder per event.
 
-    Positives and (when ``auto_negatives``) signal-free negatives are cropped from the movie
-    in its own dtype and from the ground truth. Folders are written atomically; the
-    manifest listing them is replaced after all are written, and folders of the previous
-    manifest that are no longer produced are removed last. ``write_workers`` threads write
-    the folders (default :func:`default_write_workers`); a failure cancels the folders not
-    yet started and is raised once the running ones are done.
+    Positives and signal-free negatives (``auto_negatives``: true = up to four per event,
+    up/right/down/left, or a count 0–4) are cropped from the movie in its own dtype and from
+    the ground truth. With ``options`` choosing a movie (``img_identifier``, contrasts) or
+    channels (labels), the events are cropped once per variant (``core.kinds``).
+
+    Folders are written atomically; the manifest listing them is replaced after all are
+    written, and folders of the previous manifest that are no longer produced are removed
+    last. ``write_workers`` threads write the folders (default :func:`default_write_workers`);
+    a failure cancels the folders not yet started and is raised once the running ones are done.
 
     Raises
     ------
@@ -333,8 +474,12 @@ def extract_events(
         The movie is smaller than ``crop_size``.
     """
     say = progress or (lambda _msg: None)
-    metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
+    options = options or KindOptions(annotations=kind)
+    n_negatives = negatives_count(auto_negatives)
+    db_yaml = layout.db_yaml(ref.folder, ref.root)
+    metadata = read_db_yaml(db_yaml)
     info = _movie_for(ref)
+    sources = movie_sources(ref, metadata, info, options, db_yaml=db_yaml)
     if info.height < crop_size or info.width < crop_size:
         raise ConfigurationError(
             f"{info.path}: movie is {info.width}×{info.height} px, smaller than the "
@@ -358,60 +503,74 @@ def extract_events(
         event_root = layout.event_data(ref.root, kind)
         event_root.mkdir(parents=True, exist_ok=True)
         negatives = (
-            events.negative_boxes_in_file(gt_path, found, crop_size=crop_size, reader=gt)
-            if auto_negatives and found
+            _negative_boxes(gt_path, found, crop_size=crop_size, reader=gt, count=n_negatives)
+            if n_negatives and found
             else [[] for _ in found]
         )
-        channel = _single_channel(ref, kind, metadata, info)
+        annotated_channel = _single_channel(ref, kind, metadata, info, options)
 
-        planned: dict[str, tuple[tuple[int, int], tuple[int, int, int, int], bool, Any]] = {}
-        for event in found:
-            eid = crops.event_id(ref.key, kind, event.frames, event.crop_box)
-            planned.setdefault(eid, (event.frames, event.crop_box, True, event))
-        for event, boxes in zip(found, negatives, strict=True):
-            for box in boxes:
-                eid = crops.event_id(ref.key, kind, event.frames, box)
-                planned.setdefault(eid, (event.frames, box, False, None))
+        records: list[EventRecord] = []
+        documents: dict[str, dict[str, Any]] = {}
+        entry_extras: dict[str, dict[str, Any]] = {}
+        for source in sources:
+            suffix = source.id_kind
+            id_kind = f"{kind}|{suffix}" if suffix else kind
+            planned: dict[str, tuple[tuple[int, int], tuple[int, int, int, int], bool, Any]] = {}
+            for event in found:
+                eid = crops.event_id(ref.key, id_kind, event.frames, event.crop_box)
+                planned.setdefault(eid, (event.frames, event.crop_box, True, event))
+            for event, boxes in zip(found, negatives, strict=True):
+                for box in boxes:
+                    eid = crops.event_id(ref.key, id_kind, event.frames, box)
+                    planned.setdefault(eid, (event.frames, box, False, None))
 
-        names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
-        _remove_old_temporaries(event_root, set(names.values()))
-        documents = {
-            eid: crops.to_plain(
-                _event_document(
-                    metadata,
-                    ref=ref,
-                    kind=kind,
+            names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
+            _remove_old_temporaries(event_root, set(names.values()))
+            channel = source.channel if source.channel is not None else annotated_channel
+            for eid, (frames, box, positive, event) in planned.items():
+                documents[eid] = crops.to_plain(
+                    _event_document(
+                        metadata,
+                        ref=ref,
+                        kind=kind,
+                        event_id=eid,
+                        folder=event_root / names[eid],
+                        frames=frames,
+                        box=box,
+                        positive=positive,
+                        detections=event.detections if event is not None else (),
+                        channel=channel,
+                        source=source,
+                    )
+                )
+                entry_extras[eid] = {
+                    "dtype": source.info.dtype,
+                    "channels": source.crop_channels,
+                }
+            variant_records = [
+                EventRecord(
                     event_id=eid,
                     folder=event_root / names[eid],
-                    frames=frames,
-                    box=box,
+                    frames=(int(frames[0]), int(frames[1])),
+                    crop_box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
                     positive=positive,
-                    detections=event.detections if event is not None else (),
-                    channel=channel,
+                    n_detections=len(event.detections) if event is not None else 0,
                 )
+                for eid, (frames, box, positive, event) in planned.items()
+            ]
+            if len(sources) > 1:
+                say(f"{source.variant.id_suffix()}: {len(variant_records)} event folders")
+            _write_event_folders(
+                variant_records,
+                documents,
+                movie_path=source.info.path,
+                channel=source.channel,
+                gt=gt,
+                support=support,
+                workers=write_workers or default_write_workers(),
+                say=say,
             )
-            for eid, (frames, box, positive, event) in planned.items()
-        }
-        records = [
-            EventRecord(
-                event_id=eid,
-                folder=event_root / names[eid],
-                frames=(int(frames[0]), int(frames[1])),
-                crop_box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
-                positive=positive,
-                n_detections=len(event.detections) if event is not None else 0,
-            )
-            for eid, (frames, box, positive, event) in planned.items()
-        ]
-        _write_event_folders(
-            records,
-            documents,
-            movie_path=info.path,
-            gt=gt,
-            support=support,
-            workers=write_workers or default_write_workers(),
-            say=say,
-        )
+            records.extend(variant_records)
 
     manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
     previous = read_manifest(manifest_path)
@@ -426,6 +585,7 @@ def extract_events(
                 "positive": r.positive,
                 "frames": list(r.frames),
                 "crop_box": list(r.crop_box),
+                **entry_extras[r.event_id],
                 "document": documents[r.event_id],
             }
             for r in records
@@ -463,14 +623,22 @@ def _write_event_folders(
     support: dict[int, list[tuple[int, int, int, int]]] | None,
     workers: int,
     say: Callable[[str], None],
+    channel: int | None = None,
 ) -> None:
     """Write every record's folder on ``workers`` threads; the first failure is raised once
-    the running writes are done, and folders not started by then are not written."""
+    the running writes are done, and folders not started by then are not written. With
+    ``channel``, only that channel of a multi-channel movie is cropped."""
+
+    def crop(record: EventRecord) -> np.ndarray:
+        images = movie.read_window(record.frames, record.crop_box)
+        if channel is not None and images.ndim == 4:
+            images = np.ascontiguousarray(images[:, channel])
+        return images
 
     def write(record: EventRecord, images: np.ndarray | None, gt_crop: np.ndarray | None) -> Path:
         return crops.write_event_folder(
             record.folder,
-            images=movie.read_window(record.frames, record.crop_box) if images is None else images,
+            images=crop(record) if images is None else images,
             ground_truth=gt_crop,
             event_db=documents[record.event_id],
             durable=False,
@@ -490,9 +658,7 @@ def _write_event_folders(
                     else None
                 )
                 # a memory-mapped movie is read on the writer threads; page by page it is not
-                images = (
-                    None if movie.uses_memmap else movie.read_window(record.frames, record.crop_box)
-                )
+                images = None if movie.uses_memmap else crop(record)
                 in_flight.append(pool.submit(write, record, images, gt_crop))
                 while len(in_flight) > 2 * workers or (in_flight and in_flight[0].done()):
                     in_flight.popleft().result()  # bounds memory; a failure stops the loop
@@ -528,13 +694,23 @@ def _gt_window(
     return out
 
 
+def _negative_boxes(gt_path, found, *, crop_size, reader, count):
+    """Signal-free negative boxes per event, at most ``count`` (of up/right/down/left)."""
+    boxes = events.negative_boxes_in_file(gt_path, found, crop_size=crop_size, reader=reader)
+    return [list(b)[:count] for b in boxes]
+
+
 def _single_channel(
-    ref: AcquisitionRef, kind: str, metadata: dict[str, Any], info: MovieInfo
+    ref: AcquisitionRef,
+    kind: str,
+    metadata: dict[str, Any],
+    info: MovieInfo,
+    options: KindOptions | None = None,
 ) -> int | None:
     if info.n_channels <= 1:
         return None
     try:
-        points, _ = load_annotations(ref, kind, metadata, info)
+        points, _ = load_annotations(ref, kind, metadata, info, options)
     except AnnotationError:
         return None
     channels = {p.channel for p in points if p.channel is not None}
@@ -633,9 +809,12 @@ def ingest_acquisition(
     sink: PartitionSink | None = None,
     collection_for: Callable[[str], str] = lambda kind: f"event_data_{kind}",
     sigma: float = 5.0,
+    kind_options: Mapping[str, KindOptions] | None = None,
     **event_params: Any,
 ) -> IngestionReport:
-    """Run every ingestion step for one acquisition (what the Dagster assets do, in order)."""
+    """Run every ingestion step for one acquisition (what the Dagster assets do, in order);
+    ``kind_options`` gives a kind's annotations, movie and channel choices (``core.kinds``)."""
+    kind_options = kind_options or {}
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     inspect_movie(ref)
@@ -645,9 +824,10 @@ def ingest_acquisition(
     evs: dict[str, EventsStep] = {}
     for kind in kinds:
         t0 = time.perf_counter()
-        gts[kind] = make_ground_truth(ref, kind, layout, sigma=sigma)
+        options = kind_options.get(kind)
+        gts[kind] = make_ground_truth(ref, kind, layout, sigma=sigma, options=options)
         t1 = time.perf_counter()
-        evs[kind] = extract_events(ref, kind, layout, **event_params)
+        evs[kind] = extract_events(ref, kind, layout, options=options, **event_params)
         t2 = time.perf_counter()
         if sink is not None:
             documents = event_documents(evs[kind].manifest)

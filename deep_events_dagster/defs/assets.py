@@ -280,15 +280,22 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         ref = ingestion.acquisition(context.partition_key)
         layout = ingestion.layout()
+        settings = _user_errors_as_failures(lambda: ingestion.kind(kind))
+        params, prefix = settings.params, settings.options.annotations
         try:
             step = ingest.make_ground_truth(
-                ref, kind, layout, sigma=ingestion.sigma, cutoff=ingestion.gt_cutoff
+                ref,
+                kind,
+                layout,
+                sigma=params.sigma,
+                cutoff=params.gt_cutoff,
+                options=settings.options,
             )
         except AnnotationError as exc:
             # nothing was written; record which points lie outside, then fail naming the file
             # (when the CSVs cannot even be parsed there is nothing to count)
             try:
-                outside = _annotation_bounds(*_read_annotations(ref, kind, layout))
+                outside = _annotation_bounds(*_read_annotations(ref, prefix, layout))
             except (InputError, ConfigurationError, OSError):
                 outside = None
             if outside is not None and not outside.passed:
@@ -298,10 +305,10 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(f"{step.n_points} points from {len(step.csv_files)} CSV file(s)")
 
-        points, files, info = _user_errors_as_failures(lambda: _read_annotations(ref, kind, layout))
-        peaks = checks.one_peak_per_point(
-            step.path, points, threshold=ingestion.detection_threshold
+        points, files, info = _user_errors_as_failures(
+            lambda: _read_annotations(ref, prefix, layout)
         )
+        peaks = checks.one_peak_per_point(step.path, points, threshold=params.detection_threshold)
         missing = ["| file | row | frame | y (px) | x (px) |", "|---|---|---|---|---|"]
         missing += [f"| {m.file} | {m.row} | {m.frame} | {m.y} | {m.x} |" for m in peaks.missing]
         peak_metadata: dict[str, Any] = {
@@ -309,9 +316,9 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
             "peaks_found": peaks.n_peaks,
             "missing": peaks.n_missing,
             "frames_checked": peaks.frames_checked,
-            "threshold": ingestion.detection_threshold,
+            "threshold": params.detection_threshold,
             "tolerance_px": DEFAULT_MERGE_DISTANCE_PX,
-            "sigma_px": ingestion.sigma,
+            "sigma_px": params.sigma,
             "read": "support windows (sidecar)" if peaks.used_support else "whole frames",
         }
         if peaks.missing:
@@ -322,7 +329,7 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
                 "annotation_files": ", ".join(p.name for p in step.csv_files) or "none",
                 "points": step.n_points,
                 "frames_with_signal": step.frames_with_signal,
-                "sigma_px": ingestion.sigma,
+                "sigma_px": params.sigma,
                 "preview": dg.MetadataValue.md(
                     markdown_image(ingest.ground_truth_thumbnail(step.path), "ground truth")
                 ),
@@ -374,20 +381,22 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         ref = ingestion.acquisition(context.partition_key)
         layout = ingestion.layout()
+        settings = _user_errors_as_failures(lambda: ingestion.kind(kind))
+        params = settings.params
         step = _user_errors_as_failures(
             lambda: ingest.extract_events(
-                ref, kind, layout, progress=context.log.info, **ingestion.event_params()
+                ref, kind, layout, progress=context.log.info, **ingestion.event_params(kind)
             )
         )
         points, _files, info = _user_errors_as_failures(
-            lambda: _read_annotations(ref, kind, layout)
+            lambda: _read_annotations(ref, settings.options.annotations, layout)
         )
         validity = checks.crops_valid(
             step.manifest,
-            crop_size=ingestion.crop_size,
+            crop_size=params.crop_size,
             dtype=info.dtype,
             n_channels=info.n_channels,
-            threshold=ingestion.detection_threshold,
+            threshold=params.detection_threshold,
         )
         balance = checks.positive_negative_ratio(
             step.n_positive, step.n_negative, n_annotated_points=len(points)
@@ -397,7 +406,7 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
             "events": validity.n_positive,
             "negatives": validity.n_negative,
             "invalid": validity.n_bad,
-            "crop_size_px": ingestion.crop_size,
+            "crop_size_px": params.crop_size,
             "dtype": info.dtype,
         }
         if validity.problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from deep_events_dagster.core.kinds import negatives_count
 from deep_events_dagster.defs.assets import acquisition_metadata, build_kind_assets, raw_movie
 from deep_events_dagster.defs.executors import executor_for
 from deep_events_dagster.defs.jobs import ingest_job
@@ -54,7 +55,12 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
         max_gap_frames=params.max_gap_frames,
         add_pre_frames=params.add_pre_frames,
         add_post_frames=params.add_post_frames,
-        auto_negatives=params.auto_negatives,
+        auto_negatives=negatives_count(params.auto_negatives),
+        img_identifier=params.img_identifier,
+        channel_contrast=list(params.channel_contrast),
+        label=list(params.label),
+        event_content=params.event_content,
+        kind_config={k: dict(v) for k, v in settings.kind_config.items()},
     )
     uri: str | dg.EnvVar = dg.EnvVar(CATALOG_URI_ENV) if settings.catalog_uri_from_env else ""
     if not settings.catalog_uri_from_env and settings.catalog_uri:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.core.ingest import AcquisitionRef
+from deep_events_dagster.core.kinds import negatives_count
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import Vocabulary, load_vocabulary
-from deep_events_dagster.settings import IngestionParams
+from deep_events_dagster.settings import CONFIG_FILE, IngestionParams, KindSettings, resolve_kind
 
 
 class IngestionResource(dg.ConfigurableResource):
@@ -27,7 +29,13 @@ class IngestionResource(dg.ConfigurableResource):
     max_gap_frames: int = IngestionParams.max_gap_frames
     add_pre_frames: int = IngestionParams.add_pre_frames
     add_post_frames: int = IngestionParams.add_post_frames
-    auto_negatives: bool = IngestionParams.auto_negatives
+    auto_negatives: int = 4  # a count 0–4 (up, right, down, left); true in deep_events.yaml = 4
+    img_identifier: str = ""
+    channel_contrast: list[str] = []  # noqa: RUF012
+    label: list[str] = []  # noqa: RUF012
+    event_content: str = ""
+    # kinds: {name: {...}} of deep_events.yaml (annotations, type, line_width, overrides)
+    kind_config: dict[str, dict[str, Any]] = {}  # noqa: RUF012
 
     def layout(self) -> Layout:
         """Derived-file layout (original layout, or the ``output_root`` mirror)."""
@@ -41,17 +49,42 @@ class IngestionResource(dg.ConfigurableResource):
         """The acquisition behind a partition key."""
         return AcquisitionRef.from_key(partition_key, self.roots)
 
-    def event_params(self) -> dict:
+    def kind(self, kind: str) -> KindSettings:
+        """A kind's extraction choices and parameters (``ingestion:``, then ``kinds.<kind>``)."""
+        base = IngestionParams(
+            sigma=self.sigma,
+            gt_cutoff=self.gt_cutoff,
+            detection_threshold=self.detection_threshold,
+            crop_size=self.crop_size,
+            max_link_distance_px=self.max_link_distance_px,
+            max_gap_frames=self.max_gap_frames,
+            add_pre_frames=self.add_pre_frames,
+            add_post_frames=self.add_post_frames,
+            auto_negatives=self.auto_negatives,
+            img_identifier=self.img_identifier,
+            channel_contrast=tuple(self.channel_contrast),
+            label=tuple(self.label),
+            event_content=self.event_content,
+        )
+        source = Path(self.home) / CONFIG_FILE
+        return resolve_kind(kind, self.kind_config.get(kind, {}), base, source)
+
+    def event_params(self, kind: str | None = None) -> dict:
         """Keyword arguments of :func:`deep_events_dagster.core.ingest.extract_events`."""
-        return {
-            "crop_size": self.crop_size,
-            "threshold": self.detection_threshold,
-            "max_link_distance_px": self.max_link_distance_px,
-            "max_gap_frames": self.max_gap_frames,
-            "add_pre_frames": self.add_pre_frames,
-            "add_post_frames": self.add_post_frames,
-            "auto_negatives": self.auto_negatives,
+        resolved = self.kind(kind) if kind is not None else None
+        params = resolved.params if resolved is not None else self.kind("").params
+        values = {
+            "crop_size": params.crop_size,
+            "threshold": params.detection_threshold,
+            "max_link_distance_px": params.max_link_distance_px,
+            "max_gap_frames": params.max_gap_frames,
+            "add_pre_frames": params.add_pre_frames,
+            "add_post_frames": params.add_post_frames,
+            "auto_negatives": negatives_count(params.auto_negatives),
         }
+        if resolved is not None:
+            values["options"] = resolved.options
+        return values
 
 
 class CatalogResource(dg.ConfigurableResource):

@@ -142,6 +142,66 @@ def read_points(
     return ann.read_kind_points(folder, kind, metadata, physical_size_x)
 
 
+def line_vertices(lines: Iterable[ann.LineAnnotation]) -> list[ann.AnnotationPoint]:
+    """Every vertex of the lines as a point (frame, y, x, channel, file, row), so that
+    :func:`annotations_inside_movie` checks lines as it checks points."""
+    return [
+        ann.AnnotationPoint(line.frame, y, x, line.channel, line.file, row)
+        for line in lines
+        for (y, x), row in zip(line.vertices, line.rows, strict=True)
+    ]
+
+
+def lines_drawn(
+    gt_path: str | Path,
+    lines: Iterable[ann.LineAnnotation],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> PeakCoverage:
+    """Check that every annotated line is in the ground truth: at the middle of its first
+    segment the ground truth reaches ``threshold`` in the line's frame (a stroke of any
+    width ≥ 1 px is 1 on its centre line).
+
+    Returns
+    -------
+    PeakCoverage
+        ``n_points`` counts lines, ``n_peaks`` the lines found drawn.
+    """
+    lines = list(lines)
+    missing: list[ann.LineAnnotation] = []
+    frames = {int(line.frame) for line in lines}
+    with GroundTruthReader(Path(gt_path)) as gt:
+        for line in lines:
+            (y0, x0), (y1, x1) = line.vertices[0], line.vertices[1]
+            y, x = round((y0 + y1) / 2), round((x0 + x1) / 2)
+            inside = 0 <= line.frame < gt.n_frames and 0 <= y < gt.height and 0 <= x < gt.width
+            if not inside or gt.read_window(line.frame, y, y + 1, x, x + 1)[0, 0] < threshold:
+                missing.append(line)
+    listed = tuple(
+        MissingPeak(_name(line.file), line.rows[0], line.frame, *map(float, line.center))
+        for line in sorted(missing, key=lambda m: (m.file, m.rows[0]))[:MAX_LISTED]
+    )
+    n = len(lines)
+    if missing:
+        first = listed[0]
+        message = (
+            f"{len(missing)} of {_plural(n, 'annotated line')} are not in the ground truth "
+            f"(first: {first.file} row {first.row}, frame {first.frame})"
+        )
+    else:
+        message = f"every one of {_plural(n, 'annotated line')} is drawn" if n else "no lines"
+    return PeakCoverage(
+        passed=not missing,
+        n_points=n,
+        n_peaks=n - len(missing),
+        n_missing=len(missing),
+        frames_checked=len(frames),
+        used_support=False,
+        missing=listed,
+        message=message,
+    )
+
+
 def annotations_inside_movie(
     points: Iterable[ann.AnnotationPoint],
     *,

@@ -11,8 +11,20 @@ Pipeline (DESIGN.md, "Event detection" and "Auto negatives"):
 3. :func:`events_from_tracks` — each track becomes an :class:`Event` with its frame range
    ``[first − add_pre_frames, last + add_post_frames + 1)`` clipped to the movie, its centre
    (rounded mean position) and a ``crop_size`` box centred on it and shifted inside the image.
-4. :func:`negative_boxes` — up to four boxes shifted by one crop size (up, right, down, left),
-   kept only when inside the image and free of ground-truth signal over the event's frames.
+4. :func:`negative_boxes` — up to four (``count``) boxes shifted by one crop size (up, right,
+   down, left), kept only when inside the image and free of ground-truth signal over the
+   event's frames.
+
+**Line ground truth** (napari shapes drawn as strokes, see
+:func:`~deep_events_dagster.core.ground_truth.render_lines_frame`) is a plateau of 1s along each
+line, so step 1 would find many maxima per line. For a kind of type ``lines`` step 1 is instead
+one detection per line per frame at the centre of the line's bounding box:
+:func:`detect_line_events` from the annotations themselves (exact: crossing lines stay two), or
+:func:`find_frame_components` — one detection per 8-connected component ≥ ``threshold`` of the
+ground truth, at its bounding box's centre (``detect_events(..., detector="components")``), when
+only the ground truth is at hand. Steps 2–4 are unchanged, so the crop is centred on the line
+and a line longer than the crop is cropped around its centre.
+:func:`detect_line_events_in_file` is the drop-in for :func:`detect_events_in_file`.
 
 Defaults and why:
 
@@ -64,7 +76,9 @@ __all__ = [
     "DEFAULT_MAX_DISTANCE_PX",
     "DEFAULT_MAX_GAP_FRAMES",
     "DEFAULT_MERGE_DISTANCE_PX",
+    "DEFAULT_NEGATIVE_COUNT",
     "DEFAULT_THRESHOLD",
+    "DETECTORS",
     "Box",
     "Detection",
     "Event",
@@ -73,8 +87,12 @@ __all__ = [
     "crop_box",
     "detect_events",
     "detect_events_in_file",
+    "detect_line_events",
+    "detect_line_events_in_file",
     "events_from_tracks",
+    "find_frame_components",
     "find_frame_maxima",
+    "line_detections",
     "link_detections",
     "merge_windows",
     "negative_boxes",
@@ -89,6 +107,8 @@ DEFAULT_MAX_GAP_FRAMES = 2
 DEFAULT_ADD_PRE_FRAMES = 0
 DEFAULT_ADD_POST_FRAMES = 5
 DEFAULT_CROP_SIZE = 256
+DEFAULT_NEGATIVE_COUNT = 4
+DETECTORS = ("maxima", "components")
 
 Box = tuple[int, int, int, int]
 """``(x0, y0, x1, y1)``, half-open, in pixels."""
@@ -291,6 +311,74 @@ def find_frame_maxima(
     return found
 
 
+def find_frame_components(
+    frame: np.ndarray,
+    *,
+    frame_index: int = 0,
+    threshold: float = DEFAULT_THRESHOLD,
+    windows: Sequence[Window] | None = None,
+) -> list[Detection]:
+    """One detection per 8-connected component of ``frame ≥ threshold`` (line ground truth).
+
+    The detection lies at the centre of the component's bounding box (``(r0 + r1 − 1) / 2``
+    for rows ``r0 … r1 − 1``, likewise columns; a half-pixel when the extent is even) and
+    carries the component's maximum value.
+
+    Parameters
+    ----------
+    frame
+        A ``Y×X`` heatmap.
+    frame_index
+        Stored in the returned detections.
+    threshold
+        Minimum value (> 0).
+    windows
+        ``(y0, y1, x0, x1)`` windows that together contain every pixel ≥ ``threshold``
+        (e.g. the ground-truth support); only they (grown by one pixel and merged where they
+        overlap, so no component is split) are labelled. ``None`` labels the whole frame. Both
+        give the same result when the windows cover the signal.
+
+    Returns
+    -------
+    list[Detection]
+        Sorted by ``(y, x)``.
+    """
+    if frame.ndim != 2:
+        raise ValueError(f"frame must be 2-D (Y×X), got shape {frame.shape}")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold!r}")
+    height, width = frame.shape
+    if windows is None:
+        regions: list[Window] = [(0, height, 0, width)]
+    else:
+        regions = merge_windows(
+            (
+                max(0, int(w[0]) - 1),
+                min(height, int(w[1]) + 1),
+                max(0, int(w[2]) - 1),
+                min(width, int(w[3]) + 1),
+            )
+            for w in windows
+        )
+    structure = np.ones((3, 3), dtype=bool)
+    found: list[Detection] = []
+    for y0, y1, x0, x1 in regions:
+        crop = np.asarray(frame[y0:y1, x0:x1])
+        mask = crop >= threshold
+        if not mask.any():
+            continue
+        labels, n_labels = ndimage.label(mask, structure=structure)
+        peaks = ndimage.maximum(crop, labels, index=np.arange(1, n_labels + 1))
+        for sl, peak in zip(ndimage.find_objects(labels), np.atleast_1d(peaks), strict=True):
+            if sl is None:
+                continue
+            cy = y0 + (sl[0].start + sl[0].stop - 1) / 2.0
+            cx = x0 + (sl[1].start + sl[1].stop - 1) / 2.0
+            found.append(Detection(int(frame_index), float(cy), float(cx), float(peak)))
+    found.sort(key=lambda d: (d.y, d.x))
+    return found
+
+
 # --------------------------------------------------------------------------- linking
 
 
@@ -432,6 +520,7 @@ def detect_events(
     add_pre_frames: int = DEFAULT_ADD_PRE_FRAMES,
     add_post_frames: int = DEFAULT_ADD_POST_FRAMES,
     crop_size: int = DEFAULT_CROP_SIZE,
+    detector: str = "maxima",
 ) -> list[Event]:
     """Detect events in a heatmap movie, frame by frame.
 
@@ -454,6 +543,10 @@ def detect_events(
         See :func:`link_detections`.
     add_pre_frames, add_post_frames, crop_size
         See :func:`events_from_tracks`.
+    detector
+        ``"maxima"`` (Gaussian ground truth of points: :func:`find_frame_maxima`) or
+        ``"components"`` (line ground truth: :func:`find_frame_components`, one detection per
+        connected stroke; ``merge_distance_px`` is not used).
 
     Returns
     -------
@@ -466,20 +559,24 @@ def detect_events(
         When the movie is smaller than ``crop_size`` in either dimension (checked first).
     """
     check_crop_fits(crop_size, height=height, width=width)
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
     detections: list[Detection] = []
 
     def scan(t: int, arr: np.ndarray, windows: list[Window] | None) -> None:
         if arr.shape != (height, width):
             raise ValueError(f"frame {t} has shape {arr.shape}, expected {(height, width)}")
-        detections.extend(
-            find_frame_maxima(
+        if detector == "components":
+            found = find_frame_components(arr, frame_index=t, threshold=threshold, windows=windows)
+        else:
+            found = find_frame_maxima(
                 arr,
                 frame_index=t,
                 threshold=threshold,
                 windows=windows,
                 merge_distance_px=merge_distance_px,
             )
-        )
+        detections.extend(found)
 
     if callable(frames):
         if support is None:
@@ -566,6 +663,120 @@ def detect_events_in_file(
         )
 
 
+# --------------------------------------------------------------------------- lines
+
+
+def line_detections(
+    lines: Iterable[Any], *, n_frames: int, height: int, width: int
+) -> list[Detection]:
+    """One detection per line: its frame, the centre of its bounding box, value 1.
+
+    ``lines`` are :class:`~deep_events_dagster.core.annotations.LineAnnotation`-like objects
+    (``.frame``, ``.vertices`` of ``(y, x)``). The bounding box is clipped to the image first
+    (a line partly outside is centred on its visible part); lines whose frame is outside
+    ``[0, n_frames)`` or that lie wholly outside the image are skipped.
+
+    Returns
+    -------
+    list[Detection]
+        Sorted by ``(frame, y, x)``.
+    """
+    found: list[Detection] = []
+    for line in lines:
+        t = int(line.frame)
+        if not 0 <= t < n_frames:
+            continue
+        vertices = np.asarray(line.vertices, dtype=np.float64).reshape(-1, 2)
+        if vertices.shape[0] == 0:
+            continue
+        y_min, x_min = vertices.min(axis=0)
+        y_max, x_max = vertices.max(axis=0)
+        if y_max < 0 or x_max < 0 or y_min > height - 1 or x_min > width - 1:
+            continue
+        y0, y1 = max(0.0, float(y_min)), min(float(height - 1), float(y_max))
+        x0, x1 = max(0.0, float(x_min)), min(float(width - 1), float(x_max))
+        found.append(Detection(t, (y0 + y1) / 2.0, (x0 + x1) / 2.0, 1.0))
+    found.sort(key=lambda d: (d.frame, d.y, d.x))
+    return found
+
+
+def detect_line_events(
+    lines: Iterable[Any],
+    *,
+    n_frames: int,
+    height: int,
+    width: int,
+    max_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_gap_frames: int = DEFAULT_MAX_GAP_FRAMES,
+    add_pre_frames: int = DEFAULT_ADD_PRE_FRAMES,
+    add_post_frames: int = DEFAULT_ADD_POST_FRAMES,
+    crop_size: int = DEFAULT_CROP_SIZE,
+) -> list[Event]:
+    """Events of line annotations: one detection per line per frame, linked over frames.
+
+    :func:`line_detections` (the centre of each line's bounding box), then
+    :func:`link_detections` and :func:`events_from_tracks` as for points: a line drawn in
+    frames 3–6 at about the same place is one event, two lines in one frame are two (even
+    when they cross), and the crop box is centred on the line (a line longer than the crop
+    is cropped around its centre).
+
+    Raises
+    ------
+    ConfigurationError
+        When the movie is smaller than ``crop_size`` in either dimension (checked first).
+    """
+    check_crop_fits(crop_size, height=height, width=width)
+    detections = line_detections(lines, n_frames=n_frames, height=height, width=width)
+    tracks = link_detections(
+        detections, max_distance_px=max_distance_px, max_gap_frames=max_gap_frames
+    )
+    return events_from_tracks(
+        tracks,
+        n_frames=n_frames,
+        height=height,
+        width=width,
+        add_pre_frames=add_pre_frames,
+        add_post_frames=add_post_frames,
+        crop_size=crop_size,
+    )
+
+
+_GT_ONLY_PARAMS = ("threshold", "merge_distance_px", "detector")
+
+
+def detect_line_events_in_file(
+    gt_path: str | Path,
+    lines: Iterable[Any] | None = None,
+    *,
+    use_support: bool = True,
+    reader: GroundTruthReader | None = None,
+    **params: Any,
+) -> list[Event]:
+    """Events of a line ground-truth TIFF: the drop-in for :func:`detect_events_in_file`.
+
+    With ``lines`` (the kind's :class:`~deep_events_dagster.core.annotations.LineAnnotation`
+    list), :func:`detect_line_events` on them, sized by the file (only its header is read);
+    ``threshold`` and ``merge_distance_px`` are then accepted and unused. Without ``lines``,
+    :func:`detect_events_in_file` with ``detector="components"``: one detection per connected
+    stroke ≥ ``threshold`` per frame (lines that touch or cross in a frame are then one).
+
+    ``params`` are the keyword arguments of :func:`detect_events` other than ``frames``,
+    ``n_frames``, ``height``, ``width``, ``support`` and ``detector``; ``reader`` and
+    ``use_support`` as for :func:`detect_events_in_file`.
+    """
+    params = dict(params)
+    params.pop("detector", None)
+    if lines is None:
+        return detect_events_in_file(
+            gt_path, use_support=use_support, reader=reader, detector="components", **params
+        )
+    for name in _GT_ONLY_PARAMS:
+        params.pop(name, None)
+    with _opened(Path(gt_path), reader) as opened:
+        n_frames, height, width = opened.n_frames, opened.height, opened.width
+    return detect_line_events(lines, n_frames=n_frames, height=height, width=width, **params)
+
+
 # --------------------------------------------------------------------------- negatives
 
 
@@ -577,17 +788,23 @@ def negative_boxes(
     width: int,
     gt_has_signal: Callable[[Box, tuple[int, int]], bool],
     frames: tuple[int, int],
+    count: int = DEFAULT_NEGATIVE_COUNT,
 ) -> list[Box]:
-    """Up to four signal-free boxes next to an event's box.
+    """Up to ``count`` signal-free boxes next to an event's box.
 
     Candidates are ``event_box`` shifted by one ``crop_size`` up, right, down and left (in that
     order); a candidate is kept when it lies fully inside the image and
-    ``gt_has_signal(box, frames)`` is false.
+    ``gt_has_signal(box, frames)`` is false. Candidates are taken in that order until
+    ``count`` (0–4, the original's ``auto_negatives`` as a number) are kept, so a rejected
+    candidate makes room for the next one; ``count=0`` checks nothing and returns ``[]``.
     """
+    _check_negative_count(count)
     x0, y0, x1, y1 = event_box
     shifts = ((0, -crop_size), (crop_size, 0), (0, crop_size), (-crop_size, 0))
     kept: list[Box] = []
     for dx, dy in shifts:
+        if len(kept) >= count:
+            break
         box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
         if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
             continue
@@ -595,6 +812,11 @@ def negative_boxes(
             continue
         kept.append(box)
     return kept
+
+
+def _check_negative_count(count: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= 4:
+        raise ValueError(f"count of negatives must be an integer from 0 to 4, got {count!r}")
 
 
 def signal_checker(
@@ -631,12 +853,17 @@ def negative_boxes_in_file(
     crop_size: int = DEFAULT_CROP_SIZE,
     use_support: bool = True,
     reader: GroundTruthReader | None = None,
+    count: int = DEFAULT_NEGATIVE_COUNT,
 ) -> list[list[Box]]:
     """:func:`negative_boxes` for every event, checking signal in the GT TIFF ``gt_path``
-    (through ``reader`` when given, see :func:`detect_events_in_file`).
+    (through ``reader`` when given, see :func:`detect_events_in_file`); at most ``count``
+    (0–4) per event.
 
     Returns one list of boxes per event, in the order of ``events``.
     """
+    _check_negative_count(count)
+    if count == 0:
+        return [[] for _ in events]
     gt_path = Path(gt_path)
     support = read_ground_truth_support(gt_path) if use_support else None
     with _opened(gt_path, reader) as reader:
@@ -649,6 +876,7 @@ def negative_boxes_in_file(
                 width=reader.width,
                 gt_has_signal=check,
                 frames=ev.frames,
+                count=count,
             )
             for ev in events
         ]

@@ -34,9 +34,25 @@ touches are emitted as one pre-compressed all-zero blob (≈ 250 bytes) without 
 and only the few touched tiles are compressed (stdlib ``zlib``, level 1). A 2048×2048×100
 volume with 200 points renders and writes in ≈ 0.1 s.
 
+**Lines** (napari ``line``/``path`` shapes, :class:`~deep_events_dagster.core.annotations.
+LineAnnotation`) are drawn instead of (or beside) Gaussians by :func:`render_lines_frame`: a
+stroke ``line_width`` pixels wide (default 7, as the original) around each polyline, anti-aliased
+by a one-pixel linear ramp at its edge,
+
+    v(y, x) = clip(line_width / 2 + 0.5 − d, 0, 1),
+
+with ``d`` the distance from the pixel centre to the nearest segment: pixels within
+``line_width / 2 − 0.5`` of the line are 1, pixels ``line_width / 2 + 0.5`` or farther are 0, and
+a pixel whose centre lies on the stroke's edge is 0.5 (so the pixels ≥ 0.5 are the stroke's
+``line_width`` px). Lines and Gaussians combine by ``np.maximum``. Each segment is rendered only
+in its own bounding window, in pieces of at most 64 px along the segment, so a long diagonal
+line never costs a window as large as its bounding box. The original's ``line_width`` default
+(7 px) is kept.
+
 A JSON sidecar ``<stem>.json`` next to the TIFF records σ, cutoff, shape, the number of points
-and the *support* — per frame, the windows ``[y0, y1, x0, x1]`` (half-open) that contain every
-non-zero pixel — so event detection can skip empty space. The sidecar carries a random id that
+(and, when lines are given, ``line_width`` and the number of lines) and the *support* — per
+frame, the windows ``[y0, y1, x0, x1]`` (half-open) that contain every non-zero pixel — so
+event detection can skip empty space. The sidecar carries a random id that
 is also stored in the TIFF's metadata; :func:`read_ground_truth_support` ignores a sidecar whose
 id does not match (e.g. a crash between writing the two files), and detection then scans whole
 frames.
@@ -44,6 +60,7 @@ frames.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import uuid
@@ -62,6 +79,7 @@ from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
 
 __all__ = [
     "DEFAULT_CUTOFF",
+    "DEFAULT_LINE_WIDTH",
     "DEFAULT_SIGMA",
     "GroundTruthReader",
     "GroundTruthSummary",
@@ -70,12 +88,16 @@ __all__ = [
     "iter_ground_truth",
     "read_ground_truth_support",
     "render_frame",
+    "render_lines_frame",
     "sidecar_path",
     "write_ground_truth",
 ]
 
 DEFAULT_SIGMA = 5.0
 DEFAULT_CUTOFF = 0.1
+DEFAULT_LINE_WIDTH = 7.0
+LINE_PIECE_PX = 64.0
+"""Segments are rendered in pieces of at most this length (pixels), each in its own window."""
 TILE = 256
 ZLIB_LEVEL = 1
 SIDECAR_FORMAT = 1
@@ -101,6 +123,10 @@ class GroundTruthSummary:
     support
         Frame → windows ``(y0, y1, x0, x1)`` covering every non-zero pixel of that frame;
         frames without signal are absent.
+    n_lines
+        Lines that contributed signal (0 when none were given).
+    line_width
+        The stroke width in pixels when lines were given, else ``None``.
     """
 
     path: Path
@@ -109,6 +135,8 @@ class GroundTruthSummary:
     n_points: int
     frames_with_signal: int
     support: dict[int, list[Window]]
+    n_lines: int = 0
+    line_width: float | None = None
 
 
 def _check_params(sigma: float, cutoff: float) -> None:
@@ -116,6 +144,15 @@ def _check_params(sigma: float, cutoff: float) -> None:
         raise ConfigurationError(f"ground-truth sigma must be > 0 pixels, got {sigma!r}")
     if not (0 <= cutoff < 1):
         raise ConfigurationError(f"ground-truth cutoff must be in [0, 1), got {cutoff!r}")
+
+
+def _check_line_width(line_width: float) -> None:
+    if not (isinstance(line_width, (int, float, np.number)) and math.isfinite(line_width)):
+        raise ConfigurationError(
+            f"line_width must be a finite number of pixels, got {line_width!r}"
+        )
+    if not line_width > 0:
+        raise ConfigurationError(f"line_width must be > 0 pixels, got {line_width!r}")
 
 
 def _check_shape(n_frames: int, height: int, width: int) -> None:
@@ -231,6 +268,144 @@ def render_frame(
     return out, windows
 
 
+def _vertices_of(line: Any) -> np.ndarray:
+    """A ``K×2`` float64 array of ``(y, x)`` from a LineAnnotation-like object or an array."""
+    arr = np.asarray(getattr(line, "vertices", line), dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
+        raise ValueError(f"a line must be a sequence of (y, x) vertices, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("line vertices must be finite")
+    return arr
+
+
+def _draw_segment(out: np.ndarray, a: np.ndarray, b: np.ndarray, reach: float) -> Window | None:
+    """Draw ``clip(reach − distance to segment ab, 0, 1)`` into ``out`` (by maximum) inside the
+    segment's bounding window; return the window shrunk to its non-zero pixels."""
+    height, width = out.shape
+    ay, ax = float(a[0]), float(a[1])
+    by, bx = float(b[0]), float(b[1])
+    y0 = max(0, math.ceil(min(ay, by) - reach))
+    y1 = min(height, math.floor(max(ay, by) + reach) + 1)
+    x0 = max(0, math.ceil(min(ax, bx) - reach))
+    x1 = min(width, math.floor(max(ax, bx) + reach) + 1)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    py = np.arange(y0, y1, dtype=np.float64)[:, None] - ay
+    px = np.arange(x0, x1, dtype=np.float64)[None, :] - ax
+    dy, dx = by - ay, bx - ax
+    length2 = dy * dy + dx * dx
+    if length2 > 0:
+        t = np.clip((py * dy + px * dx) / length2, 0.0, 1.0)
+        ey, ex = py - t * dy, px - t * dx
+    else:
+        ey, ex = np.broadcast_arrays(py, px)
+    values = np.clip(reach - np.sqrt(ey * ey + ex * ex), 0.0, 1.0)
+    rows = np.flatnonzero(values.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(values.any(axis=0))
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    window = (y0 + r0, y0 + r1, x0 + c0, x0 + c1)
+    view = out[window[0] : window[1], window[2] : window[3]]
+    np.maximum(view, values[r0:r1, c0:c1].astype(np.float32), out=view)
+    return window
+
+
+def _draw_polyline(out: np.ndarray, vertices: np.ndarray, reach: float) -> list[Window]:
+    """Draw one polyline (a single vertex draws a dot); return the windows drawn."""
+    windows: list[Window] = []
+    pairs = list(itertools.pairwise(vertices)) or [(vertices[0], vertices[0])]
+    for a, b in pairs:
+        step = b - a
+        n_pieces = max(1, math.ceil(math.hypot(float(step[0]), float(step[1])) / LINE_PIECE_PX))
+        for k in range(n_pieces):
+            start = a if k == 0 else a + step * (k / n_pieces)
+            stop = b if k == n_pieces - 1 else a + step * ((k + 1) / n_pieces)
+            window = _draw_segment(out, start, stop, reach)
+            if window is not None:
+                windows.append(window)
+    return windows
+
+
+def _render_lines(
+    lines: Iterable[Any], out: np.ndarray, line_width: float
+) -> tuple[list[Window], int]:
+    """Draw ``lines`` into ``out``; return the windows and the number of lines drawn."""
+    reach = line_width / 2.0 + 0.5
+    windows: list[Window] = []
+    drawn = 0
+    for line in lines:
+        found = _draw_polyline(out, _vertices_of(line), reach)
+        if found:
+            drawn += 1
+            windows.extend(found)
+    return windows, drawn
+
+
+def render_lines_frame(
+    lines_in_frame: Iterable[Any],
+    height: int,
+    width: int,
+    line_width: float = DEFAULT_LINE_WIDTH,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[Window]]:
+    """Draw the lines (polylines) of one frame as anti-aliased strokes ``line_width`` px wide.
+
+    A pixel's value is ``clip(line_width / 2 + 0.5 − d, 0, 1)`` with ``d`` the distance from
+    its centre (pixel ``i`` is centred at coordinate ``i``) to the nearest segment of the
+    polyline: 1 within ``line_width / 2 − 0.5``, a one-pixel linear ramp at the edge (0.5 at
+    distance ``line_width / 2``), 0 from ``line_width / 2 + 0.5`` on. The ends are rounded
+    (distance to the end vertex). Overlapping strokes combine by ``np.maximum``.
+
+    Parameters
+    ----------
+    lines_in_frame
+        Lines: objects with ``.vertices`` (such as
+        :class:`~deep_events_dagster.core.annotations.LineAnnotation`) or sequences of
+        ``(y, x)`` vertices in pixels (a ``K×2`` array). A single vertex draws a dot.
+        Lines may lie partly or wholly outside the image; only the part inside is drawn.
+    height, width
+        Frame size in pixels.
+    line_width
+        Stroke width in pixels (> 0).
+    out
+        Optional ``height×width`` float32 array to draw into (combined by ``np.maximum``,
+        e.g. a frame that already holds Gaussians).
+
+    Returns
+    -------
+    frame : np.ndarray
+        ``height×width`` float32 in [0, 1].
+    windows : list of (y0, y1, x0, x1)
+        Half-open, clipped to the image and shrunk to non-zero pixels: one per drawn piece of
+        a segment (pieces are at most ``LINE_PIECE_PX`` long); together they cover every
+        non-zero pixel the lines produced.
+    """
+    _check_line_width(line_width)
+    if out is None:
+        out = np.zeros((height, width), dtype=np.float32)
+    elif out.shape != (height, width) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {height}×{width}, got {out.dtype} {out.shape}")
+    windows, _ = _render_lines(lines_in_frame, out, float(line_width))
+    return out, windows
+
+
+def _group_lines_by_frame(lines: Any, n_frames: int) -> dict[int, list[np.ndarray]]:
+    """Frame → vertex arrays, from LineAnnotation-like objects or ``(frame, vertices)`` pairs;
+    lines whose frame is outside the movie are dropped."""
+    groups: dict[int, list[np.ndarray]] = {}
+    for line in lines:
+        if hasattr(line, "frame") and hasattr(line, "vertices"):
+            frame, vertices = line.frame, line.vertices
+        else:
+            frame, vertices = line
+        t = round(float(frame))
+        if 0 <= t < n_frames:
+            groups.setdefault(int(t), []).append(_vertices_of(vertices))
+    return groups
+
+
 def _group_by_frame(points: Any, n_frames: int) -> dict[int, np.ndarray]:
     arr = _frame_yx_of(points)
     groups: dict[int, np.ndarray] = {}
@@ -248,6 +423,35 @@ def _group_by_frame(points: Any, n_frames: int) -> dict[int, np.ndarray]:
     return groups
 
 
+def _render_frames(
+    points: Any,
+    lines: Any,
+    *,
+    n_frames: int,
+    height: int,
+    width: int,
+    sigma: float,
+    cutoff: float,
+    line_width: float,
+) -> Iterator[tuple[int, np.ndarray, list[Window], int, int]]:
+    """``(t, frame, windows, points drawn, lines drawn)`` for every frame."""
+    groups = _group_by_frame(points, n_frames)
+    line_groups = _group_lines_by_frame(lines, n_frames)
+    for t in range(n_frames):
+        frame = np.zeros((height, width), dtype=np.float32)
+        yx = groups.get(t)
+        drawn_lines = line_groups.get(t)
+        windows: list[Window] = []
+        n_points = n_lines = 0
+        if yx is not None:
+            frame, windows = render_frame(yx, height, width, sigma, cutoff, out=frame)
+            n_points = len(windows)
+        if drawn_lines:
+            line_windows, n_lines = _render_lines(drawn_lines, frame, line_width)
+            windows = [*windows, *line_windows]
+        yield t, frame, windows, n_points, n_lines
+
+
 def iter_ground_truth(
     points: Any,
     *,
@@ -256,6 +460,8 @@ def iter_ground_truth(
     width: int,
     sigma: float = DEFAULT_SIGMA,
     cutoff: float = DEFAULT_CUTOFF,
+    lines: Any = (),
+    line_width: float = DEFAULT_LINE_WIDTH,
 ) -> Iterator[tuple[int, np.ndarray, list[Window]]]:
     """Yield ``(t, frame, windows)`` for every frame ``t`` in ``range(n_frames)``.
 
@@ -264,17 +470,26 @@ def iter_ground_truth(
     (report them with :func:`~deep_events_dagster.core.annotations.validate_points`). Each
     yielded frame is a new float32 array (allocated lazily by the OS, so empty frames cost
     almost nothing); only one frame is alive at a time unless the caller keeps them.
+
+    ``lines`` are :class:`~deep_events_dagster.core.annotations.LineAnnotation`-like objects
+    (``.frame``, ``.vertices``) or ``(frame, vertices)`` pairs, drawn ``line_width`` px wide
+    by :func:`render_lines_frame` over the Gaussians (by maximum); lines whose frame is
+    outside the movie are skipped. ``windows`` then holds the points' windows followed by the
+    lines'.
     """
     _check_params(sigma, cutoff)
+    _check_line_width(line_width)
     _check_shape(n_frames, height, width)
-    groups = _group_by_frame(points, n_frames)
-    for t in range(n_frames):
-        frame = np.zeros((height, width), dtype=np.float32)
-        yx = groups.get(t)
-        if yx is None:
-            yield t, frame, []
-            continue
-        frame, windows = render_frame(yx, height, width, sigma, cutoff, out=frame)
+    for t, frame, windows, _, _ in _render_frames(
+        points,
+        lines,
+        n_frames=n_frames,
+        height=height,
+        width=width,
+        sigma=sigma,
+        cutoff=cutoff,
+        line_width=float(line_width),
+    ):
         yield t, frame, windows
 
 
@@ -297,7 +512,6 @@ def _encoded_tiles(
     width: int,
     tile: tuple[int, int],
     support: dict[int, list[Window]],
-    counter: list[int],
 ) -> Iterator[bytes]:
     th, tw = tile
     n_ty, n_tx = -(-height // th), -(-width // tw)
@@ -311,7 +525,6 @@ def _encoded_tiles(
                     touched.add((ty, tx))
         if windows:
             support[t] = list(windows)
-            counter[0] += len(windows)
         for ty in range(n_ty):
             for tx in range(n_tx):
                 if (ty, tx) not in touched:
@@ -353,6 +566,8 @@ def write_ground_truth(
     width: int,
     sigma: float = DEFAULT_SIGMA,
     cutoff: float = DEFAULT_CUTOFF,
+    lines: Any = (),
+    line_width: float = DEFAULT_LINE_WIDTH,
 ) -> GroundTruthSummary:
     """Render and write a ``T×Y×X`` float32 ground-truth TIFF plus its JSON sidecar.
 
@@ -370,50 +585,85 @@ def write_ground_truth(
         Movie size.
     sigma, cutoff
         Gaussian σ in pixels and the relative cutoff (see :func:`render_frame`).
+    lines
+        :class:`~deep_events_dagster.core.annotations.LineAnnotation`-like objects or
+        ``(frame, vertices)`` pairs, drawn as strokes (see :func:`render_lines_frame`); points
+        and lines may both be given (pass ``()`` as ``points`` for lines only).
+    line_width
+        Stroke width in pixels. When ``lines`` is not empty it is recorded in the sidecar
+        (``line_width``, with ``n_lines``) and in the TIFF's metadata.
 
     Returns
     -------
     GroundTruthSummary
     """
     _check_params(sigma, cutoff)
+    _check_line_width(line_width)
     _check_shape(n_frames, height, width)
+    lines = list(lines)
     path = Path(path)
     side = sidecar_path(path)
     gt_id = uuid.uuid4().hex
     tile = _tile_shape(height, width)
     support: dict[int, list[Window]] = {}
-    counter = [0]
-    frames = iter_ground_truth(
-        points, n_frames=n_frames, height=height, width=width, sigma=sigma, cutoff=cutoff
-    )
+    counts = [0, 0]  # points drawn, lines drawn
+
+    def frames() -> Iterator[tuple[int, np.ndarray, list[Window]]]:
+        for t, frame, windows, n_points, n_lines in _render_frames(
+            points,
+            lines,
+            n_frames=n_frames,
+            height=height,
+            width=width,
+            sigma=sigma,
+            cutoff=cutoff,
+            line_width=float(line_width),
+        ):
+            counts[0] += n_points
+            counts[1] += n_lines
+            yield t, frame, windows
+
+    metadata: dict[str, Any] = {
+        "axes": "TYX",
+        "gt_id": gt_id,
+        "sigma": float(sigma),
+        "cutoff": cutoff,
+    }
+    if lines:
+        metadata["line_width"] = float(line_width)
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
-            _encoded_tiles(frames, height, width, tile, support, counter),
+            _encoded_tiles(frames(), height, width, tile, support),
             shape=(n_frames, height, width),
             dtype=np.float32,
             photometric="minisblack",
             tile=tile,
             compression="zlib",
-            metadata={"axes": "TYX", "gt_id": gt_id, "sigma": float(sigma), "cutoff": cutoff},
+            metadata=metadata,
         )
-    sidecar = {
+    sidecar: dict[str, Any] = {
         "format": SIDECAR_FORMAT,
         "gt_id": gt_id,
         "sigma": float(sigma),
         "cutoff": float(cutoff),
         "shape": [int(n_frames), int(height), int(width)],
-        "n_points": counter[0],
-        "support": {str(t): [list(w) for w in ws] for t, ws in sorted(support.items())},
+        "n_points": counts[0],
     }
+    if lines:
+        sidecar["line_width"] = float(line_width)
+        sidecar["n_lines"] = counts[1]
+    sidecar["support"] = {str(t): [list(w) for w in ws] for t, ws in sorted(support.items())}
     atomic_write_text(side, json.dumps(sidecar, indent=None, separators=(",", ":")))
     return GroundTruthSummary(
         path=path,
         sidecar_path=side,
         shape=(int(n_frames), int(height), int(width)),
-        n_points=counter[0],
+        n_points=counts[0],
         frames_with_signal=len(support),
         support=support,
+        n_lines=counts[1],
+        line_width=float(line_width) if lines else None,
     )
 
 

@@ -6,6 +6,7 @@ and the command line share exactly this code. :func:`ingest_acquisition` chains 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -189,20 +190,26 @@ def load_annotations(
         A malformed CSV, or points outside the image or the movie's frames (all listed).
     """
     prefix = options.annotations if options is not None else kind
-    points, files = ann.read_kind_points(ref.folder, prefix, metadata, info.physical_size_x)
-    problems = ann.validate_points(
-        points,
-        n_frames=info.n_frames,
-        height=info.height,
-        width=info.width,
-        n_channels=info.n_channels,
-    )
+    bounds = {
+        "n_frames": info.n_frames,
+        "height": info.height,
+        "width": info.width,
+        "n_channels": info.n_channels,
+    }
+    noun = "point"
+    if options is not None and options.shape == "lines":
+        points, files = ann.read_kind_lines(ref.folder, prefix, metadata, info.physical_size_x)
+        problems = ann.validate_lines(points, **bounds)
+        noun = "line"
+    else:
+        points, files = ann.read_kind_points(ref.folder, prefix, metadata, info.physical_size_x)
+        problems = ann.validate_points(points, **bounds)
     if problems:
         # format_problems gives one line per file (sorted), each starting with the file's
         # path: the error names the first file itself, and is reported on one line
         first = min(p.file for p in problems)
         culprit = ref.folder / first if first else ref.folder
-        text = ann.format_problems(problems, points)
+        text = ann.format_problems(problems, points, noun=noun)
         text = text.removeprefix(f"{first}: ").replace("\n", "; ")
         raise AnnotationError(culprit, text)
     return points, files
@@ -221,14 +228,17 @@ def make_ground_truth(
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
     info = _movie_for(ref)
     points, files = load_annotations(ref, kind, metadata, info, options)
+    drawn: dict[str, Any] = {"points": points}
+    if options is not None and options.shape == "lines":
+        drawn = {"points": (), "lines": points, "line_width": options.line_width}
     summary = ground_truth.write_ground_truth(
         layout.ground_truth(ref.folder, ref.root, kind),
-        points,
         n_frames=info.n_frames,
         height=info.height,
         width=info.width,
         sigma=sigma,
         cutoff=cutoff,
+        **drawn,
     )
     return GroundTruthStep(
         path=Path(summary.path),
@@ -336,6 +346,7 @@ class MovieSource:
     channel: int | None
     event_content: str = ""
     chosen: bool = False
+    line_width: float | None = None  # a lines kind: the stroke width drawn into the ground truth
 
     @property
     def id_kind(self) -> str:
@@ -359,6 +370,8 @@ class MovieSource:
             document["original_file"] = self.info.path.name
         if self.event_content and positive:
             document["event_content"] = self.event_content
+        if self.line_width is not None:
+            document["line_width"] = self.line_width
 
 
 def channel_names(info: MovieInfo) -> list[str]:
@@ -435,6 +448,7 @@ def movie_sources(
                 channel=channel,
                 event_content=options.event_content,
                 chosen=options.chooses_movie,
+                line_width=options.line_width if options.shape == "lines" else None,
             )
         )
     return sources
@@ -488,8 +502,12 @@ def extract_events(
     gt_path = layout.ground_truth(ref.folder, ref.root, kind)
     # detection, the negatives' signal checks and the crops read the same tiles
     support = ground_truth.read_ground_truth_support(gt_path)
+    detect: Callable[..., list[events.Event]] = events.detect_events_in_file
+    if options.shape == "lines":
+        lines, _ = load_annotations(ref, kind, metadata, info, options)
+        detect = functools.partial(events.detect_line_events_in_file, lines=lines)
     with ground_truth.GroundTruthReader(gt_path, cache_bytes=GT_TILE_CACHE_BYTES) as gt:
-        found = events.detect_events_in_file(
+        found = detect(
             gt_path,
             threshold=threshold,
             max_distance_px=max_link_distance_px,
@@ -503,7 +521,9 @@ def extract_events(
         event_root = layout.event_data(ref.root, kind)
         event_root.mkdir(parents=True, exist_ok=True)
         negatives = (
-            _negative_boxes(gt_path, found, crop_size=crop_size, reader=gt, count=n_negatives)
+            events.negative_boxes_in_file(
+                gt_path, found, crop_size=crop_size, reader=gt, count=n_negatives
+            )
             if n_negatives and found
             else [[] for _ in found]
         )
@@ -692,12 +712,6 @@ def _gt_window(
                     t, iy0, iy1, ix0, ix1
                 )
     return out
-
-
-def _negative_boxes(gt_path, found, *, crop_size, reader, count):
-    """Signal-free negative boxes per event, at most ``count`` (of up/right/down/left)."""
-    boxes = events.negative_boxes_in_file(gt_path, found, crop_size=crop_size, reader=reader)
-    return [list(b)[:count] for b in boxes]
 
 
 def _single_channel(

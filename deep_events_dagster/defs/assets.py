@@ -8,7 +8,7 @@ import dagster as dg
 from deep_events_dagster.cluster import require_visible
 from deep_events_dagster.core import checks, ingest
 from deep_events_dagster.core.acquisitions import movie_in_folder
-from deep_events_dagster.core.annotations import AnnotationPoint
+from deep_events_dagster.core.annotations import AnnotationPoint, read_kind_lines
 from deep_events_dagster.core.errors import (
     AnnotationError,
     ConfigurationError,
@@ -55,14 +55,23 @@ def _movie_info(ref: ingest.AcquisitionRef) -> MovieInfo:
 
 
 def _read_annotations(
-    ref: ingest.AcquisitionRef, kind: str, layout: Layout
+    ref: ingest.AcquisitionRef, kind: str, layout: Layout, shape: str = "points"
 ) -> tuple[list[AnnotationPoint], tuple, MovieInfo]:
-    """The acquisition's points of one kind (in pixels, outside ones included), the CSV
-    files and the movie's header."""
+    """The acquisition's points of one kind (in pixels, outside ones included; for a lines
+    kind its lines' vertices), the CSV files and the movie's header."""
     info = _movie_info(ref)
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
+    if shape == "lines":
+        lines, files = read_kind_lines(ref.folder, kind, metadata, info.physical_size_x)
+        return checks.line_vertices(lines), files, info
     points, files = checks.read_points(ref.folder, kind, metadata, info.physical_size_x)
     return points, files, info
+
+
+def _read_lines(ref: ingest.AcquisitionRef, kind: str, layout: Layout) -> list:
+    info = _movie_info(ref)
+    metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
+    return read_kind_lines(ref.folder, kind, metadata, info.physical_size_x)[0]
 
 
 def _annotation_bounds(
@@ -282,6 +291,7 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
         layout = ingestion.layout()
         settings = _user_errors_as_failures(lambda: ingestion.kind(kind))
         params, prefix = settings.params, settings.options.annotations
+        shape = settings.options.shape
         try:
             step = ingest.make_ground_truth(
                 ref,
@@ -295,7 +305,7 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
             # nothing was written; record which points lie outside, then fail naming the file
             # (when the CSVs cannot even be parsed there is nothing to count)
             try:
-                outside = _annotation_bounds(*_read_annotations(ref, prefix, layout))
+                outside = _annotation_bounds(*_read_annotations(ref, prefix, layout, shape))
             except (InputError, ConfigurationError, OSError):
                 outside = None
             if outside is not None and not outside.passed:
@@ -306,9 +316,15 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
         context.log.info(f"{step.n_points} points from {len(step.csv_files)} CSV file(s)")
 
         points, files, info = _user_errors_as_failures(
-            lambda: _read_annotations(ref, prefix, layout)
+            lambda: _read_annotations(ref, prefix, layout, shape)
         )
-        peaks = checks.one_peak_per_point(step.path, points, threshold=params.detection_threshold)
+        if shape == "lines":
+            lines = _user_errors_as_failures(lambda: _read_lines(ref, prefix, layout))
+            peaks = checks.lines_drawn(step.path, lines, threshold=params.detection_threshold)
+        else:
+            peaks = checks.one_peak_per_point(
+                step.path, points, threshold=params.detection_threshold
+            )
         missing = ["| file | row | frame | y (px) | x (px) |", "|---|---|---|---|---|"]
         missing += [f"| {m.file} | {m.row} | {m.frame} | {m.y} | {m.x} |" for m in peaks.missing]
         peak_metadata: dict[str, Any] = {
@@ -389,7 +405,9 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
             )
         )
         points, _files, info = _user_errors_as_failures(
-            lambda: _read_annotations(ref, settings.options.annotations, layout)
+            lambda: _read_annotations(
+                ref, settings.options.annotations, layout, settings.options.shape
+            )
         )
         validity = checks.crops_valid(
             step.manifest,

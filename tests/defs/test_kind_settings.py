@@ -62,3 +62,43 @@ def test_fluorescence_and_brightfield_kinds_from_the_same_annotations(tmp_path):
     positives = sum(d["label"] == "points" for d in fluo)
     assert positives == len(acq.events_of("points"))
     assert len(fluo) - positives <= positives  # auto_negatives: 1
+
+
+def test_a_lines_kind_draws_detects_and_crops_each_line(tmp_path):
+    from deep_events_dagster.core.synthetic_lines import ShapeSpec, write_napari_shapes_csv
+
+    tree = generate_tree(tmp_path / "data", seed=92, n_acquisitions=1, height=256, width=320,
+                         n_frames=16, channels=1)  # fmt: skip
+    acq = tree.acquisitions[0]
+    # a horizontal line in frames 3–6 and a diagonal path in frame 10 (pixels)
+    horizontal = [ShapeSpec(t, ((100.0, 40.0), (100.0, 90.0))) for t in range(3, 7)]
+    diagonal = ShapeSpec(10, ((180.0, 200.0), (200.0, 220.0), (210.0, 260.0)))
+    write_napari_shapes_csv(acq.folder / "pearling.csv", [*horizontal, diagonal])
+    manual = acq.folder / "db_manual.yaml"
+    data = yaml.safe_load(manual.read_text()) if manual.exists() else {}
+    manual.write_text(yaml.safe_dump({**(data or {}), "scale_csv": False}))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "deep_events.yaml").write_text(
+        "ingestion: {crop_size: 128, auto_negatives: 0, add_post_frames: 0}\n"
+        "kinds:\n  pearling: {type: lines, line_width: 5}\n"
+    )
+    defs = build_definitions(load_settings(home, environ={}, roots=(tree.root,)))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(ACQUISITIONS, [acq.folder.as_posix()])
+    result = defs.resolve_job_def("ingest").execute_in_process(
+        partition_key=acq.folder.as_posix(), instance=instance, raise_on_error=False
+    )
+    assert result.success
+    checks = list(result.get_asset_check_evaluations())
+    assert checks and all(c.passed for c in checks), [c.description for c in checks]
+    truth = tifffile.imread(acq.folder / "ground_truth_pearling.tif")
+    # width 5: rows 98–102 are on the stroke (ramp 2.5 ± 0.5 px), row 103 is off it
+    assert truth[4, 98:103, 60].tolist() == [1.0] * 5 and truth[4, 103, 60] == 0.0
+    assert truth[4, 97, 60] == 0.0 and truth[2].max() == 0.0
+    with EventCatalog.open(None, home=home) as catalog:
+        documents = sorted(catalog.find("event_data_pearling"), key=lambda d: d["frames"])
+    assert [d["frames"] for d in documents] == [[3, 7], [10, 11]]
+    assert all(d["line_width"] == 5.0 and d["label"] == "pearling" for d in documents)
+    x0, y0, x1, y1 = documents[0]["crop_box"]
+    assert x0 <= 65 < x1 and y0 <= 100 < y1 and x1 - x0 == 128

@@ -301,3 +301,75 @@ def test_signal_checker_with_and_without_support(tmp_path: Path) -> None:
             assert not check((112, 0, 300, 300), (0, 4))  # x ≥ 112 is beyond the cutoff
             # the window's corner is in the support box but below the cutoff: not signal
             assert not check((109, 109, 300, 300), (2, 3))
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        (0, []),
+        (1, [(256, 0, 512, 256)]),
+        (2, [(256, 0, 512, 256), (512, 256, 768, 512)]),
+        (4, [(256, 0, 512, 256), (512, 256, 768, 512), (256, 512, 512, 768), (0, 256, 256, 512)]),
+    ],
+)
+def test_negative_boxes_count_takes_candidates_in_order(count: int, expected: list) -> None:
+    checked = []
+
+    def never(box, frames):
+        checked.append(box)
+        return False
+
+    boxes = negative_boxes(
+        (256, 256, 512, 512),
+        crop_size=256,
+        height=768,
+        width=768,
+        gt_has_signal=never,
+        frames=(0, 1),
+        count=count,
+    )
+    assert boxes == expected
+    assert checked == expected  # candidates beyond the count are not even checked
+
+
+def test_negative_boxes_count_skips_rejected_candidates() -> None:
+    up = (256, 0, 512, 256)
+
+    def only_up_has_signal(box, frames):
+        return box == up
+
+    boxes = negative_boxes(
+        (256, 256, 512, 512),
+        crop_size=256,
+        height=768,
+        width=768,
+        gt_has_signal=only_up_has_signal,
+        frames=(0, 1),
+        count=2,
+    )
+    assert boxes == [(512, 256, 768, 512), (256, 512, 512, 768)]  # right, down
+
+
+@pytest.mark.parametrize("count", [-1, 5, 2.0, True])
+def test_negative_boxes_count_validated(count: object) -> None:
+    with pytest.raises(ValueError, match="0 to 4"):
+        negative_boxes(
+            (0, 0, 256, 256),
+            crop_size=256,
+            height=512,
+            width=512,
+            gt_has_signal=lambda box, frames: False,
+            frames=(0, 1),
+            count=count,  # type: ignore[arg-type]
+        )
+
+
+def test_negative_boxes_in_file_count(tmp_path: Path) -> None:
+    path = write_gt(
+        tmp_path, track_points(range(0, 3), 384, 512), n_frames=6, height=768, width=1024
+    )
+    (event,) = detect_events_in_file(path)
+    full = negative_boxes_in_file(path, [event])
+    assert len(full[0]) == 4
+    for count in (0, 2, 4):
+        assert negative_boxes_in_file(path, [event], count=count) == [full[0][:count]]

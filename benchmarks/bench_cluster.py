@@ -386,6 +386,7 @@ def run(workdir: str | Path | None = None, quick: bool = False, seed: int = 0) -
 
     _check_services()
     sizes = QUICK_SIZES if quick else FULL_SIZES
+    load_before = os.getloadavg()[0]
     base = Path(workdir or "/tmp").resolve() / f"cluster-{uuid.uuid4().hex[:8]}"
     try:
         source = base / "source"
@@ -412,6 +413,7 @@ def run(workdir: str | Path | None = None, quick: bool = False, seed: int = 0) -
         "celery_1": one,
         "celery_2": two,
         "ratio_1_over_2": one["seconds"] / two["seconds"],
+        "load_average": [load_before, os.getloadavg()[0]],
     }
 
 
@@ -517,9 +519,14 @@ def result(workdir: Path | None = None, quick: bool = False, seed: int = 0) -> R
                 )
             )
     ratio = data["ratio_1_over_2"]
+    load = data["load_average"]
     info = [
-        f"{data['cpus']} CPUs: the runs' own processes (one per acquisition) share the cores "
-        "with the workers, so the steps' compute is slower under Celery than in-process",
+        f"load average {load[0]:.2f} before, {load[1]:.2f} after"
+        + ("" if max(load) <= data["cpus"] else ": other processes shared the cores, noisy"),
+        "steps' compute is timed inside each step (STEP_START → STEP_SUCCESS); under Celery "
+        f"the workers share the {data['cpus']} CPUs with the runs' own processes (one per "
+        f"acquisition, {one['max_concurrent_runs']} at a time), whose launch is the 'launch' "
+        "above",
         "per-step overhead under Celery: the executor polls every 1 s between steps; the "
         "workers' task time covers loading the job, the instance and the resources per step",
     ]

@@ -86,6 +86,11 @@ The benchmarks (full sizes; ``--quick`` shrinks them for a ~1 minute smoke run):
     ratio, and Dagster's per-step overhead under Celery against in-process (from the runs' and
     steps' event times). No numeric goal: 2 workers should be faster on 2 cores (ratio > 1).
     SKIP when PostgreSQL or RabbitMQ is unreachable (:mod:`benchmarks.bench_cluster`).
+
+``zarr``
+    The main acquisition's movie copied into an OME-Zarr image (NGFF 0.4, chunks 1×512×512,
+    Blosc-zstd): core ingestion of both, alternately, best of N; ratio OME-Zarr ÷ OME-TIFF, no
+    goal (:mod:`benchmarks.bench_zarr`).
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ BENCHMARKS = (
     "exports",
     "predictions",
     "cluster",
+    "zarr",
 )
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PROFILE_TOP = 15
@@ -211,6 +217,10 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
         from benchmarks import bench_cluster
 
         return lambda ws: bench_cluster.result(ws.root, quick=plan is QUICK, seed=ws.seed)
+    if name == "zarr":
+        from benchmarks import bench_zarr
+
+        return lambda ws: bench_zarr.run(ws, plan.main, repeat=plan.repeat)
     raise ValueError(name)
 
 

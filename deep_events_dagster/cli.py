@@ -723,7 +723,10 @@ def predict(
     for path in paths:
         movie = movie_in_folder(path) if path.is_dir() else path
         if movie is None:
-            print(f"error: {path}: no *.ome.tif / *.ome.tiff movie in this folder", file=sys.stderr)
+            print(
+                f"error: {path}: no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder",
+                file=sys.stderr,
+            )
             failed += 1
             continue
         target = out_dir

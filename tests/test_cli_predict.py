@@ -128,7 +128,9 @@ def test_bad_paths_are_reported_and_the_others_still_scored(tmp_path, fake_model
     errors = captured.err.strip().splitlines()
     assert len(errors) == 4 and "Traceback" not in captured.err
     assert errors[0].startswith(f"error: {missing}")
-    assert errors[1] == f"error: {empty}: no *.ome.tif / *.ome.tiff movie in this folder"
+    assert (
+        errors[1] == f"error: {empty}: no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder"
+    )
     assert errors[2].startswith(f"error: {corrupt}")
     assert errors[3] == "3 of 5 path(s) could not be scored"
 

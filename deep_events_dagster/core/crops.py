@@ -33,6 +33,7 @@ import numpy as np
 import tifffile
 import yaml
 
+from deep_events_dagster.core.acquisitions import is_zarr_movie
 from deep_events_dagster.core.errors import InputError, MovieError
 from deep_events_dagster.core.fsutil import atomic_directory
 from deep_events_dagster.core.yaml_text import dump_yaml
@@ -79,6 +80,10 @@ class _LogCapture(logging.Handler):
 class MovieReader:
     """Read windows of an OME-TIFF (or plain TIFF) movie with axes ``TYX`` or ``TCYX``.
 
+    For an OME-Zarr movie (a ``*.ome.zarr`` folder) ``MovieReader(path)`` returns a
+    :class:`~deep_events_dagster.core.zarr_movie.ZarrMovieReader`, which reads the same
+    windows from the full-resolution array chunk by chunk.
+
     Parameters
     ----------
     path
@@ -99,6 +104,13 @@ class MovieReader:
     single plane is a one-frame movie. :meth:`read_window` may be called from several threads
     at once when :attr:`uses_memmap` is true.
     """
+
+    def __new__(cls, path: str | Path, *args: Any, **kwargs: Any) -> MovieReader:
+        if cls is MovieReader and is_zarr_movie(path):
+            from deep_events_dagster.core.zarr_movie import ZarrMovieReader
+
+            return super().__new__(ZarrMovieReader)
+        return super().__new__(cls)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

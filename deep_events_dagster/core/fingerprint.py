@@ -10,6 +10,7 @@ from pathlib import Path
 
 import tifffile
 
+from deep_events_dagster.core.acquisitions import is_zarr_movie
 from deep_events_dagster.core.errors import MovieError
 
 
@@ -45,12 +46,20 @@ def _page_bytes_hash(handle, page) -> str:
 def fingerprint_movie(path: str | Path) -> MovieFingerprint:
     """Fingerprint a TIFF movie: path, size, mtime and hashes of its first and last pages.
 
+    An OME-Zarr movie (``*.ome.zarr`` folder) is fingerprinted by
+    :func:`deep_events_dagster.core.zarr_movie.fingerprint_zarr_movie` (sizes and newest mtime
+    of its metadata and chunk files, hashes of the stored chunks of its first and last frames).
+
     Raises
     ------
     MovieError
         When the TIFF cannot be opened or its pages point past the end of the file.
     """
     path = Path(path)
+    if is_zarr_movie(path):
+        from deep_events_dagster.core.zarr_movie import fingerprint_zarr_movie
+
+        return fingerprint_zarr_movie(path)
     try:
         stat = path.stat()
         with tifffile.TiffFile(path) as tif, open(path, "rb") as handle:

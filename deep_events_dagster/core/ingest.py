@@ -146,7 +146,7 @@ def inspect_movie(ref: AcquisitionRef) -> MovieStep:
     """
     movie = movie_in_folder(ref.folder)
     if movie is None:
-        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder")
     info = read_movie_info(movie)
     return MovieStep(info=info, fingerprint=fingerprint_movie(movie))
 
@@ -157,7 +157,7 @@ def make_metadata(
     """Build and write the acquisition's ``db.yaml``; returns its contents and path."""
     movie = movie_in_folder(ref.folder)
     if movie is None:
-        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder")
     info = read_movie_info(movie, verify_pages=False)
     metadata = build_metadata(info, folder=ref.folder, root=ref.root, vocabulary=vocabulary)
     path = write_db_yaml(layout.derived_folder(ref.folder, ref.root), metadata)
@@ -167,7 +167,7 @@ def make_metadata(
 def _movie_for(ref: AcquisitionRef) -> MovieInfo:
     movie = movie_in_folder(ref.folder)
     if movie is None:
-        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder")
     return read_movie_info(movie, verify_pages=False)
 
 

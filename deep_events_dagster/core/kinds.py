@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from deep_events_dagster.core.acquisitions import is_movie_file
+from deep_events_dagster.core.acquisitions import is_movie_dir, is_movie_file
 from deep_events_dagster.core.errors import ConfigurationError, MetadataError, MovieError
 
 AnnotationShape = Literal["points", "lines"]
@@ -144,7 +144,15 @@ def choose_movie(
     MovieError
         No movie of the folder matches (the message lists the movies there).
     """
-    movies = [p for p in folder.iterdir() if is_movie_file(p.name)] if folder.is_dir() else []
+    movies = (
+        [
+            p
+            for p in folder.iterdir()
+            if is_movie_file(p.name) or (is_movie_dir(p.name) and p.is_dir())
+        ]
+        if folder.is_dir()
+        else []
+    )
     matching = [p for p in movies if img_identifier in p.name and fragment in p.name]
     if not matching:
         wanted = " and ".join(repr(s) for s in (img_identifier, fragment) if s)

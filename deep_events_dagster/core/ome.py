@@ -1,4 +1,8 @@
-"""Read OME-TIFF movies: OME-XML to snake_case metadata, frame rate, shape checks."""
+"""Read OME-TIFF movies: OME-XML to snake_case metadata, frame rate, shape checks.
+
+OME-Zarr movies (``*.ome.zarr`` folders) go through the same :func:`read_movie_info`, which
+hands them to :mod:`deep_events_dagster.core.zarr_movie`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 
 import tifffile
 
+from deep_events_dagster.core.acquisitions import is_zarr_movie
 from deep_events_dagster.core.errors import MovieError
 
 _TIME_UNITS_IN_SECONDS = {
@@ -238,14 +243,16 @@ def frame_interval_seconds(ome: Mapping[str, Any]) -> float | None:
 
 
 def read_movie_info(path: str | Path, *, verify_pages: bool = True) -> MovieInfo:
-    """Open an OME-TIFF movie and check it is complete and consistent.
+    """Open an OME-TIFF (or OME-Zarr) movie and check it is complete and consistent.
 
     Parameters
     ----------
     path
-        The ``*.ome.tif[f]`` file.
+        The ``*.ome.tif[f]`` file, or a ``*.ome.zarr`` folder (read by
+        :func:`deep_events_dagster.core.zarr_movie.read_zarr_movie_info`).
     verify_pages
-        Also decode the first and last planes, which catches truncated files.
+        Also decode the first and last planes, which catches truncated files (for OME-Zarr:
+        also check that every chunk of the declared shape is present).
 
     Returns
     -------
@@ -257,6 +264,10 @@ def read_movie_info(path: str | Path, *, verify_pages: bool = True) -> MovieInfo
         Unreadable or truncated TIFF, no OME-XML, or OME sizes disagreeing with the pages.
     """
     path = Path(path)
+    if is_zarr_movie(path):
+        from deep_events_dagster.core.zarr_movie import read_zarr_movie_info
+
+        return read_zarr_movie_info(path, verify_pages=verify_pages)
     try:
         with tifffile.TiffFile(path) as tif:
             description = tif.pages.first.description if len(tif.pages) else ""

@@ -6,6 +6,10 @@ which acquisitions are complete (movie unchanged for a quiet period, then readab
 page its OME header promises), which changed (a new content fingerprint of the movie, its
 annotation CSVs and the ``db_manual.yaml`` files that apply) and which disappeared.
 
+An OME-Zarr movie (a ``*.ome.zarr`` folder) is complete when its whole tree has been quiet
+(newest mtime of its files and folders, total size unchanged) for the quiet period and every
+chunk of the full-resolution array's declared shape is present.
+
 Expensive work (opening TIFFs, hashing) is bounded per tick by a time budget and a maximum
 number of run requests; what is left is picked up by the next tick, so huge trees are paged.
 """
@@ -26,12 +30,14 @@ from typing import Any
 from deep_events_dagster.core.acquisitions import (
     SKIPPED_FOLDER_PREFIXES,
     acquisition_key,
+    is_movie_dir,
     is_movie_file,
 )
 from deep_events_dagster.core.errors import InputError
 from deep_events_dagster.core.fingerprint import fingerprint_files, fingerprint_movie
 from deep_events_dagster.core.metadata import MANUAL_FILE
 from deep_events_dagster.core.ome import read_movie_info
+from deep_events_dagster.core.zarr_movie import tree_signature
 
 PENDING = "pending"
 REGISTERED = "registered"
@@ -50,6 +56,9 @@ class Observation:
     movie_signature: tuple[int, int]
     side_files: tuple[Path, ...]
     side_signature: str
+    # the folder's other movies (a brightfield beside a fluorescence movie: kinds may crop
+    # from them), in the side signature and the fingerprint
+    other_movies: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -143,13 +152,24 @@ def _stat_signature(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
+def _movie_signature(entry: os.DirEntry) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a movie file; of an OME-Zarr folder, ``(total size, newest
+    mtime)`` over its whole tree (a chunk written anywhere in it changes both)."""
+    if entry.is_dir(follow_symlinks=False):
+        return tree_signature(entry.path)
+    stat = entry.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
 def scan_roots(
     roots: Iterable[str | Path], *, exclude: Iterable[str | Path] = ()
 ) -> tuple[list[Observation], list[tuple[str, str]]]:
     """List every acquisition folder under the roots with cheap signatures.
 
     Returns the observations and the folders that could not be read (path, reason).
-    Only directory listings and ``stat`` calls are made; no file is opened.
+    Only directory listings and ``stat`` calls are made; no file is opened. An OME-Zarr
+    movie (``*.ome.zarr`` folder) is not entered as a folder; when it is an acquisition's
+    movie, its signature is the total size and the newest mtime of everything in it.
     """
     excluded = {os.path.abspath(p) for p in exclude}
     observations: list[Observation] = []
@@ -187,6 +207,10 @@ def scan_roots(
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=False):
+                        if is_movie_dir(entry.name):
+                            stat = entry.stat(follow_symlinks=False)
+                            movies.append((stat.st_mtime_ns, entry.name, entry))
+                            continue
                         if entry.name.startswith(SKIPPED_FOLDER_PREFIXES):
                             continue
                         if os.path.abspath(entry.path) in excluded:
@@ -202,24 +226,36 @@ def scan_roots(
             if not movies:
                 continue
             _, _, movie_entry = max(movies, key=lambda m: (m[0], m[1]))
-            movie_stat = movie_entry.stat()
+            try:
+                movie_signature = _movie_signature(movie_entry)
+            except OSError as exc:
+                problems.append((movie_entry.path, f"cannot stat ({exc.strerror or exc})"))
+                continue
             side: list[tuple[Path, tuple[int, int]]] = []
             for csv in sorted(csvs, key=lambda e: e.name):
                 stat = csv.stat()
                 side.append((Path(csv.path), (stat.st_size, stat.st_mtime_ns)))
             side.extend(manual_chain(current))
+            others = sorted((m[2] for m in movies if m[2] is not movie_entry), key=lambda e: e.name)
             digest = hashlib.blake2b(digest_size=8)
             for path, signature in side:
                 digest.update(f"{path.as_posix()}|{signature[0]}|{signature[1]}\n".encode())
+            for other in others:
+                try:
+                    size, mtime = _movie_signature(other)
+                except OSError:
+                    size, mtime = -1, -1
+                digest.update(f"{other.path}|{size}|{mtime}\n".encode())
             observations.append(
                 Observation(
                     key=acquisition_key(current),
                     folder=Path(current),
                     root=root_path,
                     movie=Path(movie_entry.path),
-                    movie_signature=(movie_stat.st_size, movie_stat.st_mtime_ns),
+                    movie_signature=movie_signature,
                     side_files=tuple(p for p, _ in side),
                     side_signature=digest.hexdigest(),
+                    other_movies=tuple(Path(o.path) for o in others),
                 )
             )
     observations.sort(key=lambda o: o.key)
@@ -232,12 +268,19 @@ def check_complete(observation: Observation) -> str:
     Raises
     ------
     InputError
-        The movie cannot be read, or holds fewer pages than its OME header promises.
+        The movie cannot be read, or holds fewer pages than its OME header promises (an
+        OME-Zarr movie: a chunk of its declared shape is missing, or its metadata are
+        malformed).
     """
     read_movie_info(observation.movie, verify_pages=True)
     movie = fingerprint_movie(observation.movie)
     side = fingerprint_files(list(observation.side_files))
-    return hashlib.blake2b(f"{movie.digest}:{side}".encode(), digest_size=8).hexdigest()
+    others = []
+    for other in observation.other_movies:
+        read_movie_info(other, verify_pages=True)
+        others.append(fingerprint_movie(other).digest)
+    text = f"{movie.digest}:{side}" + "".join(f":{d}" for d in others)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def evaluate_tick(

@@ -50,7 +50,7 @@ def _user_errors_as_failures(step: Callable[[], Any]) -> Any:
 def _movie_info(ref: ingest.AcquisitionRef) -> MovieInfo:
     movie = movie_in_folder(ref.folder)
     if movie is None:
-        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder")
     return read_movie_info(movie, verify_pages=False)
 
 

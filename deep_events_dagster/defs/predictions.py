@@ -175,7 +175,9 @@ def build_prediction_assets(kind: str) -> list[dg.AssetsDefinition]:
         try:
             movie = movie_in_folder(ref.folder)
             if movie is None:
-                raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+                raise MovieError(
+                    ref.folder, "no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder"
+                )
             out_dir = layout.derived_folder(ref.folder, ref.root)
             out_dir.mkdir(parents=True, exist_ok=True)
             context.log.info(

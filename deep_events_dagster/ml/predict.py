@@ -839,7 +839,7 @@ def annotated_events(
     if metadata is None:
         movie = movie_in_folder(folder)
         if movie is None:
-            raise MovieError(folder, "no *.ome.tif / *.ome.tiff movie in this folder")
+            raise MovieError(folder, "no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder")
         metadata = build_metadata(
             read_movie_info(movie, verify_pages=False),
             folder=folder,

@@ -29,6 +29,9 @@ def test_newest_movie_wins(tmp_path):
     assert movie_in_folder(tmp_path) == old
     (tmp_path / ".partial.ome.tif").write_bytes(b"")
     assert movie_in_folder(tmp_path) == old
+    # the model's predictions written beside the movie never become the acquisition's movie
+    (tmp_path / "predictions_points.ome.tif").write_bytes(b"")
+    assert movie_in_folder(tmp_path) == old
 
 
 def test_root_of_prefers_deepest(tmp_path):

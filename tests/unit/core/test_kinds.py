@@ -71,7 +71,7 @@ def test_the_newest_matching_movie_is_chosen(tmp_path):
         os.utime(tmp_path / name, (stamp, stamp))
     assert choose_movie(tmp_path, fragment="_BF").name == "b_BF.ome.tif"
     assert choose_movie(tmp_path, img_identifier="a_", fragment="_BF").name == "a_BF.ome.tif"
-    with pytest.raises(MovieError, match="no movie whose name contains '_PH'.*a_BF.ome.tif"):
+    with pytest.raises(MovieError, match=r"no movie whose name contains '_PH'.*a_BF.ome.tif"):
         choose_movie(tmp_path, fragment="_PH")
 
 

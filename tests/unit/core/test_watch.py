@@ -130,3 +130,25 @@ def test_quiet_period_counts_from_the_movies_last_write(tree):
     assert fresh.folder.as_posix() not in keys and tick.waiting == 1
     later = _tick(tick.state, tree.root, now=now + 26)
     assert [r.key for r in later.runs] == [fresh.folder.as_posix()]
+
+
+def test_a_second_movie_of_the_folder_is_in_the_fingerprint(tree):
+    """Kinds may crop from another movie of the acquisition (a brightfield beside the
+    fluorescence movie): its changes re-ingest, a half-written one is not read yet."""
+    acq = tree.acquisitions[0]
+    state = _tick(_tick(WatchState(), tree.root, now=0.0).state, tree.root, now=31.0).state
+    brightfield = acq.folder / "acq_BF.ome.tif"
+    data = acq.movie_path.read_bytes()
+    brightfield.write_bytes(data[: len(data) // 2])  # still being written
+    older = acq.movie_path.stat().st_mtime - 60  # the fluorescence movie stays the main one
+    os.utime(brightfield, (older, older))
+    (observation,) = [o for o in scan_roots([tree.root])[0] if o.folder == acq.folder]
+    assert observation.movie == acq.movie_path and observation.other_movies == (brightfield,)
+    partial = _tick(state, tree.root, now=40.0)
+    assert partial.runs == () and [k for k, _ in partial.unreadable] == [acq.folder.as_posix()]
+    brightfield.write_bytes(data)
+    os.utime(brightfield, (older, older))
+    complete = _tick(partial.state, tree.root, now=50.0)
+    assert [r.key for r in complete.runs] == [acq.folder.as_posix()]
+    before = next(e.fingerprint for k, e in state.entries.items() if k == acq.folder.as_posix())
+    assert complete.runs[0].fingerprint != before

@@ -1,6 +1,7 @@
 """The deep-events command on synthetic trees (same instance as the UI)."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -57,9 +58,40 @@ def test_find_rejects_bad_filter(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_ingests_synthetic_data(tmp_path, capsys):
-    assert main(["demo", "--home", str(tmp_path / "home"), "--workers", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert printed.count("ok      ") == 4
-    assert "event_data_points:" in printed and "catalog: embedded montydb" in printed
-    assert "event_data_fission:" in printed
+def test_demo_runs_the_whole_workflow_and_reports_what_the_run_measured(tmp_path, capfd):
+    import re
+
+    import yaml
+
+    from deep_events_dagster.catalog import EventCatalog
+    from deep_events_dagster.cli import DEMO_TREE
+
+    home = tmp_path / "home"
+    assert main(["demo", "--home", str(home), "--workers", "1"]) == 0
+    printed = capfd.readouterr().out  # the trainer's epoch lines come from its own process
+    # ingestion of every acquisition, both kinds side by side
+    assert printed.count("ok      /") == DEMO_TREE["n_acquisitions"]
+    assert "event_data_points:" in printed and "event_data_fission:" in printed
+    # training: one line per epoch, then the run's summary
+    assert re.search(r"^epoch 1/\d+: ", printed, re.M) and "ok      demo/0" in printed
+    model_dir = Path(re.search(r"^  model:\s+(\S+)$", printed, re.M).group(1))
+    evaluation = yaml.safe_load((model_dir / "evaluation.yaml").read_text())
+    held_out = re.search(r"held-out events .*: F1 ([\d.]+) at threshold ([\d.]+)", printed)
+    assert held_out, printed
+    assert float(held_out.group(1)) == pytest.approx(evaluation["f1"], abs=5e-4)
+    assert float(held_out.group(2)) == pytest.approx(evaluation["threshold"], abs=5e-4)
+    h5 = re.search(r"model for the microscope: (\S+)", printed).group(1)
+    assert h5 == str(model_dir / "model.h5") and Path(h5).is_file()
+    # deployed, and predictions written for the movie that was never ingested
+    config = yaml.safe_load((home / "deep_events.yaml").read_text())
+    assert Path(config["deploy"]["points"]).resolve() == model_dir.resolve()
+    assert (home / "demo_predictions" / "predictions_points.csv").is_file()
+    never = re.search(r"movie never ingested: F1 ([\d.]+) \((\d+) found, (\d+) missed", printed)
+    assert never, printed
+    true_frames = re.search(r"true events in frames:\s+(.+)$", printed, re.M).group(1)
+    assert int(never.group(2)) + int(never.group(3)) == len(true_frames.split(", "))
+    heldout = next((home / "demo_heldout").rglob("*.ome.tif")).parent
+    with EventCatalog.open(None, home=home) as catalog:
+        keys = {d["acquisition_key"] for d in catalog.find("event_data_points")}
+    assert heldout.as_posix() not in keys and len(keys) == DEMO_TREE["n_acquisitions"]
+    assert "make ui" in printed

@@ -1184,8 +1184,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``deep-events`` console script."""
+    """Entry point of the ``deep-events`` console script.
+
+    A bad setting (``deep_events.yaml``, the instance file, a cluster service) is one line on
+    stderr naming the file or service, and exit status 2.
+    """
+    from deep_events_dagster.core.errors import ConfigurationError, InputError
+
     args = build_parser().parse_args(argv)
+    try:
+        return _run_command(args)
+    except (InputError, ConfigurationError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.command == "synth":
         from deep_events_dagster.core.synthetic import synth_main
 

@@ -95,3 +95,13 @@ def test_demo_runs_the_whole_workflow_and_reports_what_the_run_measured(tmp_path
         keys = {d["acquisition_key"] for d in catalog.find("event_data_points")}
     assert heldout.as_posix() not in keys and len(keys) == DEMO_TREE["n_acquisitions"]
     assert "make ui" in printed
+
+
+def test_a_bad_home_setting_is_one_line_naming_the_file(tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "deep_events.yaml").write_text("cluster:\n  storage: mysql://db/x\n")
+    assert main(["ingest", str(tmp_path), "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {home / 'deep_events.yaml'}") and "postgresql://" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -59,19 +59,24 @@ def _read_annotations(
 ) -> tuple[list[AnnotationPoint], tuple, MovieInfo]:
     """The acquisition's points of one kind (in pixels, outside ones included; for a lines
     kind its lines' vertices), the CSV files and the movie's header."""
+    if shape == "lines":
+        lines, files, info = _read_lines(ref, kind, layout)
+        return checks.line_vertices(lines), files, info
     info = _movie_info(ref)
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
-    if shape == "lines":
-        lines, files = read_kind_lines(ref.folder, kind, metadata, info.physical_size_x)
-        return checks.line_vertices(lines), files, info
     points, files = checks.read_points(ref.folder, kind, metadata, info.physical_size_x)
     return points, files, info
 
 
-def _read_lines(ref: ingest.AcquisitionRef, kind: str, layout: Layout) -> list:
+def _read_lines(
+    ref: ingest.AcquisitionRef, kind: str, layout: Layout
+) -> tuple[list, tuple, MovieInfo]:
+    """A lines kind's annotations (in pixels, outside ones included), its CSVs, the movie's
+    header."""
     info = _movie_info(ref)
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
-    return read_kind_lines(ref.folder, kind, metadata, info.physical_size_x)[0]
+    lines, files = read_kind_lines(ref.folder, kind, metadata, info.physical_size_x)
+    return lines, files, info
 
 
 def _annotation_bounds(
@@ -315,13 +320,14 @@ def build_kind_assets(kind: str) -> list[dg.AssetsDefinition]:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.info(f"{step.n_points} points from {len(step.csv_files)} CSV file(s)")
 
-        points, files, info = _user_errors_as_failures(
-            lambda: _read_annotations(ref, prefix, layout, shape)
-        )
-        if shape == "lines":
-            lines = _user_errors_as_failures(lambda: _read_lines(ref, prefix, layout))
+        if shape == "lines":  # one read: the vertices for the bounds, the lines for the check
+            lines, files, info = _user_errors_as_failures(lambda: _read_lines(ref, prefix, layout))
+            points = checks.line_vertices(lines)
             peaks = checks.lines_drawn(step.path, lines, threshold=params.detection_threshold)
         else:
+            points, files, info = _user_errors_as_failures(
+                lambda: _read_annotations(ref, prefix, layout, shape)
+            )
             peaks = checks.one_peak_per_point(
                 step.path, points, threshold=params.detection_threshold
             )

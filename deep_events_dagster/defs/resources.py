@@ -69,11 +69,12 @@ class IngestionResource(dg.ConfigurableResource):
         source = Path(self.home) / CONFIG_FILE
         return resolve_kind(kind, self.kind_config.get(kind, {}), base, source)
 
-    def event_params(self, kind: str | None = None) -> dict:
-        """Keyword arguments of :func:`deep_events_dagster.core.ingest.extract_events`."""
-        resolved = self.kind(kind) if kind is not None else None
-        params = resolved.params if resolved is not None else self.kind("").params
-        values = {
+    def event_params(self, kind: str) -> dict:
+        """Keyword arguments of :func:`deep_events_dagster.core.ingest.extract_events` for a
+        kind (its parameters and its extraction choices)."""
+        resolved = self.kind(kind)
+        params = resolved.params
+        return {
             "crop_size": params.crop_size,
             "threshold": params.detection_threshold,
             "max_link_distance_px": params.max_link_distance_px,
@@ -81,10 +82,8 @@ class IngestionResource(dg.ConfigurableResource):
             "add_pre_frames": params.add_pre_frames,
             "add_post_frames": params.add_post_frames,
             "auto_negatives": negatives_count(params.auto_negatives),
+            "options": resolved.options,
         }
-        if resolved is not None:
-            values["options"] = resolved.options
-        return values
 
 
 class CatalogResource(dg.ConfigurableResource):

@@ -1,6 +1,6 @@
 """Benchmark 5: one acquisition's catalog write into a big embedded catalog.
 
-Ours: :meth:`EventCatalog.replace_partition` (sqlite selects the partition's rows and the given
+Ours: :meth:`EmbeddedCatalog.replace_partition` (sqlite selects the partition's rows and the given
 ids; only those are decoded). Reference: the same write where the existing documents are
 found through montydb queries — ``find({"acquisition_key": key})`` and one scan for the given
 ids — which decode every document of the collection (what the catalog did before).
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Line, Result, Workspace, best_of, fmt_runs, fmt_seconds, say
-from deep_events_dagster.catalog import EventCatalog
+from deep_events_dagster.catalog import EmbeddedCatalog
 from deep_events_dagster.core.crops import event_id
 
 GOAL_SPEEDUP = 5.0
@@ -42,7 +42,7 @@ def _document(key: str, n: int) -> dict[str, Any]:
     }
 
 
-class _MontyQueries(EventCatalog):
+class _MontyQueries(EmbeddedCatalog):
     """The catalog with the partition lookup through montydb queries (the reference)."""
 
     def _collection_file(self, coll: Any) -> Path | None:
@@ -54,7 +54,7 @@ def run(ws: Workspace, n_documents: int, *, repeat: int = 3) -> Result:
     shutil.rmtree(home, ignore_errors=True)
     n_partitions = max(2, n_documents // PER_PARTITION)
     say(f"catalog: filling an embedded catalog with {n_partitions} × {PER_PARTITION} documents …")
-    catalog = EventCatalog.open(None, home=home)
+    catalog = EmbeddedCatalog.open(None, home=home)
     partitions = {
         f"/data/acq_{p:05d}": [_document(f"/data/acq_{p:05d}", n) for n in range(PER_PARTITION)]
         for p in range(n_partitions)
@@ -70,7 +70,7 @@ def run(ws: Workspace, n_documents: int, *, repeat: int = 3) -> Result:
         for i, doc in enumerate(partitions[key][10:])
     ] + [_document(key, PER_PARTITION + n) for n in range(10)]
 
-    def write(cls: type[EventCatalog]) -> Any:
+    def write(cls: type[EmbeddedCatalog]) -> Any:
         db = cls.open(None, home=home)
         try:
             result = db.replace_partition(COLLECTION, key, rerun)
@@ -80,14 +80,14 @@ def run(ws: Workspace, n_documents: int, *, repeat: int = 3) -> Result:
             db.close()
 
     def restore() -> None:
-        db = EventCatalog.open(None, home=home)
+        db = EmbeddedCatalog.open(None, home=home)
         try:
             db.replace_partition(COLLECTION, key, partitions[key])
         finally:
             db.close()
 
     say(f"catalog: ours, then the reference, best of {repeat} each …")
-    ours_s, ours_times, ours_out = best_of(repeat, lambda: write(EventCatalog), setup=restore)
+    ours_s, ours_times, ours_out = best_of(repeat, lambda: write(EmbeddedCatalog), setup=restore)
     ref_s, ref_times, ref_out = best_of(repeat, lambda: write(_MontyQueries), setup=restore)
     shutil.rmtree(home, ignore_errors=True)
     speedup = ref_s / ours_s
@@ -98,7 +98,7 @@ def run(ws: Workspace, n_documents: int, *, repeat: int = 3) -> Result:
             f"{n_partitions * PER_PARTITION:,} documents"
         ),
         compares=(
-            "ours = EventCatalog.replace_partition + find_partition (sqlite selects the "
+            "ours = EmbeddedCatalog.replace_partition + find_partition (sqlite selects the "
             "partition's rows and the given ids, only those are decoded) vs reference = the same "
             "with the existing documents found through montydb queries, which decode the whole "
             "collection"
@@ -126,6 +126,6 @@ def run(ws: Workspace, n_documents: int, *, repeat: int = 3) -> Result:
             "documents": n_partitions * PER_PARTITION,
             "same_result": ours_out == ref_out,
         },
-        profile=lambda: write(EventCatalog),
+        profile=lambda: write(EmbeddedCatalog),
         profile_setup=restore,
     )

@@ -1,7 +1,7 @@
 """Ingestion on Celery workers: one worker against two, and Dagster's per-step overhead.
 
 ``run(workdir, quick)`` generates a synthetic tree of eight acquisitions
-(:func:`deep_events_dagster.core.synthetic.generate_tree`, 320×400×24 movies) and ingests a
+(:func:`deep_events_dagster.testing.trees.generate_tree`, 320×400×24 movies) and ingests a
 fresh copy of it three times with ``deep-events ingest`` (a subprocess, wall clock):
 
 ``in-process``
@@ -382,7 +382,7 @@ def _measure_celery(folder: Path, source: Path, expected: int, workers: int) -> 
 def run(workdir: str | Path | None = None, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     """Ingest the same acquisitions in-process and with 1 and 2 Celery workers (module
     docstring); raises :class:`Skipped` when PostgreSQL or RabbitMQ is unreachable."""
-    from deep_events_dagster.core.synthetic import generate_tree
+    from deep_events_dagster.testing.trees import generate_tree
 
     _check_services()
     sizes = QUICK_SIZES if quick else FULL_SIZES

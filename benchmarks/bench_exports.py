@@ -86,7 +86,7 @@ def run(workdir: str | Path | None = None, quick: bool = False) -> dict[str, Any
     """
     import torch
 
-    from deep_events_dagster.ml.export import KerasPredictor, OnnxPredictor
+    from deep_events_dagster.ml.export_predictors import KerasPredictor, OnnxPredictor
     from deep_events_dagster.ml.torch.export import (
         TorchScriptPredictor,
         export_onnx,

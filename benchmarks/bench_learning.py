@@ -86,7 +86,7 @@ def _legacy_folder() -> Path:
 def _event_scores(model, images: np.ndarray, masks: np.ndarray, events) -> dict[str, Any]:
     """Per-event maxima of a model's probabilities and of the ground truth."""
     from deep_events_dagster.core.metrics import event_groups, sample_max, unit_scores
-    from deep_events_dagster.ml.torch.train import predict
+    from deep_events_dagster.ml.torch.predictor import predict
 
     probabilities = predict(model, images, batch_size=16)
     groups = event_groups(events, len(images))
@@ -329,11 +329,11 @@ def _main_section(root: Path, quick: bool, say) -> dict[str, Any]:
 
 def _whole_crops_section(root: Path, say) -> dict[str, Any]:
     """The main training on whole 256² crops (``patch_size: null``), same data and budget."""
-    from deep_events_dagster.core.training_set import read_manifest
+    from deep_events_dagster.core.training_set_folder import read_training_set_manifest
 
     folder = next((root / "main" / "training_sets").glob("ts_*"), None)
     test = next((root / "main" / "test_sets").glob("ts_*"), None)
-    if folder is None or test is None or not read_manifest(folder):
+    if folder is None or test is None or not read_training_set_manifest(folder):
         say("  whole_crops: needs the main section's data; skipped")
         return {}
     say("  whole_crops: the main training on whole 256² crops (patch_size: null), side by side")

@@ -1,7 +1,7 @@
 """Whole-movie prediction on the CPU: ours against the microscope analyser's naive way.
 
 ``run(workdir, quick)`` writes a 2048×2048×100 uint16 OME-TIFF movie
-(:func:`deep_events_dagster.core.synthetic.write_large_movie`) and a model folder holding
+(:func:`deep_events_dagster.testing.benchmark_movies.write_large_movie`) and a model folder holding
 ``UNet(1, 16, 12)`` (the original's settings; random weights: speed does not depend on them),
 then, on 2 threads:
 
@@ -50,21 +50,21 @@ def _model_folder(folder: Path) -> Path:
 
     from deep_events_dagster.ml.config import TrainingSettings
     from deep_events_dagster.ml.model_folder import SETTINGS_FILE, TORCH_WEIGHTS_FILE
+    from deep_events_dagster.ml.torch.checkpoints import save_checkpoint
     from deep_events_dagster.ml.torch.models import build_model
-    from deep_events_dagster.ml.torch.train import _save_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     settings = TrainingSettings()
     torch.manual_seed(0)
     model = build_model(settings, 1)
     (folder / SETTINGS_FILE).write_text(yaml.safe_dump(settings.as_dict()), encoding="utf-8")
-    _save_checkpoint(folder / TORCH_WEIGHTS_FILE, model, settings, 1, 1, 0.0, "bench")
+    save_checkpoint(folder / TORCH_WEIGHTS_FILE, model, settings, 1, 1, 0.0, "bench")
     (folder / "evaluation.yaml").write_text(yaml.safe_dump({"threshold": 0.5}), "utf-8")
     return folder
 
 
 def _movie(path: Path, n_frames: int, side: int) -> Path:
-    from deep_events_dagster.core.synthetic import write_large_movie
+    from deep_events_dagster.testing.benchmark_movies import write_large_movie
 
     write_large_movie(
         path, n_frames=n_frames, height=side, width=side, n_points=4, seed=3, event_frames=(2, 3)
@@ -77,7 +77,7 @@ def _tiled(movie: Path, n_frames: int, predict_tile) -> tuple[float, list[float]
     tile normalised on its own and predicted on its own."""
     import tifffile
 
-    from deep_events_dagster.core.training_set import normalize_image_frames
+    from deep_events_dagster.core.normalisation import normalize_image_frames
 
     scores = []
     started = time.perf_counter()
@@ -104,7 +104,7 @@ def _keras_tile_predictor(model_dir: Path, folder: Path):
         load_keras_h5,
         write_keras_h5,
     )
-    from deep_events_dagster.ml.torch.train import load_model
+    from deep_events_dagster.ml.torch.checkpoints import load_model
 
     torch_model = load_model(model_dir / "model.pt")
     path = write_keras_h5(keras_model_from_torch(torch_model), folder / "model.h5")

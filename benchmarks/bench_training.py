@@ -143,8 +143,9 @@ def run(quick: bool = False, workdir: str | Path | None = None) -> dict[str, Any
 
     from deep_events_dagster.ml.config import TrainingSettings
     from deep_events_dagster.ml.synthetic import write_synthetic_training_set
+    from deep_events_dagster.ml.torch.metrics import PixelCounts
     from deep_events_dagster.ml.torch.models import UNet, count_parameters
-    from deep_events_dagster.ml.torch.train import PixelCounts, prepare_training
+    from deep_events_dagster.ml.torch.train import prepare_training
 
     n_steps, warmup = (3, 1) if quick else (12, 2)
     n_batches = 4

@@ -50,7 +50,7 @@ from deep_events_dagster.core.ingest import AcquisitionRef, IngestionReport, ing
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.ome import read_movie_info
-from deep_events_dagster.core.synthetic import write_ome_zarr
+from deep_events_dagster.testing.ome_writers import write_ome_zarr
 
 KIND = "points"
 CHUNK_SIDE = 512

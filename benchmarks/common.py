@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from deep_events_dagster.core.ground_truth import write_ground_truth
-from deep_events_dagster.core.synthetic import write_large_movie
+from deep_events_dagster.testing.benchmark_movies import write_large_movie
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3

@@ -5,8 +5,9 @@ Usage::
     python -m benchmarks.run [--quick] [--only NAME ...] [--workdir DIR] [--keep]
                              [--seed N] [--no-profile] [--json PATH]
 
-Synthetic data come from :func:`deep_events_dagster.core.synthetic.write_large_movie` in a
-temporary folder (under ``--workdir``, default ``/tmp``; removed at the end unless ``--keep``).
+Synthetic data come from
+:func:`deep_events_dagster.testing.benchmark_movies.write_large_movie` in a temporary folder
+(under ``--workdir``, default ``/tmp``; removed at the end unless ``--keep``).
 Each section prints what is compared, both timings, the ratio, the goal and PASS or MISS; the
 whole report is also written as JSON to ``bench-results/latest.json``. The exit code is 0 even
 when a goal is missed (this is a report, not a test); it is 1 only when a benchmark crashes.

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deep_events_dagster.core.synthetic import write_ome_movie
 from deep_events_dagster.core.watch import WatchState, evaluate_tick, scan_roots
+from deep_events_dagster.testing.ome_writers import write_ome_movie
 
 TICK_GOAL_S = 10.0
 

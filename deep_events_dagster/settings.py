@@ -32,7 +32,7 @@ DEFAULT_KINDS = ("points",)
 
 @dataclass(frozen=True)
 class IngestionParams:
-    """Parameters of the science; defaults as documented in DESIGN.md and the README."""
+    """Parameters of the science; defaults as documented in the README and docs/architecture.md."""
 
     sigma: float = 5.0
     gt_cutoff: float = 0.1
@@ -43,6 +43,8 @@ class IngestionParams:
     add_pre_frames: int = 0
     add_post_frames: int = 5
     auto_negatives: bool | int = True  # or a count 0–4 (up, right, down, left)
+    # more negatives per acquisition, at the brightest signal-free places (not in the original)
+    hard_negatives: int = 0
     # the original's settings dict: which movie, channel and label the crops come from
     img_identifier: str = ""
     channel_contrast: tuple[str, ...] = ()
@@ -288,7 +290,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 # Every top-level key deep_events.yaml may hold (some are read elsewhere: ``deploy`` by
-# ``ml.deploy``, ``legacy_folders`` by ``defs.legacy``); anything else is a typo.
+# ``ml.deploy``, ``legacy_folders`` by ``defs.ingestion.legacy``); anything else is a typo.
 CONFIG_KEYS = (
     "kinds",
     "roots",
@@ -337,6 +339,12 @@ def _params(
     for key in ("img_identifier", "event_content"):
         if key in values:
             values[key] = "" if values[key] is None else str(values[key])
+    if "hard_negatives" in values:
+        count = values["hard_negatives"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise MetadataError(
+                source, f"{where}.hard_negatives must be a whole number ≥ 0, not {count!r}"
+            )
     if "auto_negatives" in values:
         try:
             negatives_count(values["auto_negatives"])

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from deep_events_dagster.cli import main
-from deep_events_dagster.core.synthetic import generate_tree
+from deep_events_dagster.testing.trees import generate_tree
 
 
 def test_synth_prints_acquisitions(tmp_path, capsys):
@@ -64,14 +64,14 @@ def test_demo_runs_the_whole_workflow_and_reports_what_the_run_measured(tmp_path
     import yaml
 
     from deep_events_dagster.catalog import EventCatalog
-    from deep_events_dagster.cli import DEMO_TREE
+    from deep_events_dagster.cli import DEMO_HARD_NEGATIVES, DEMO_TREE
 
     home = tmp_path / "home"
     assert main(["demo", "--home", str(home), "--workers", "1"]) == 0
     printed = capfd.readouterr().out  # the trainer's epoch lines come from its own process
-    # ingestion of every acquisition, both kinds side by side
+    # ingestion of every acquisition, with hard negatives beside the events' own negatives
     assert printed.count("ok      /") == DEMO_TREE["n_acquisitions"]
-    assert "event_data_points:" in printed and "event_data_fission:" in printed
+    assert "event_data_points:" in printed
     # training: one line per epoch, then the run's summary
     assert re.search(r"^epoch 1/\d+: ", printed, re.M) and "ok      demo/0" in printed
     model_dir = Path(re.search(r"^  model:\s+(\S+)$", printed, re.M).group(1))
@@ -92,8 +92,13 @@ def test_demo_runs_the_whole_workflow_and_reports_what_the_run_measured(tmp_path
     assert int(never.group(2)) + int(never.group(3)) == len(true_frames.split(", "))
     heldout = next((home / "demo_heldout").rglob("*.ome.tif")).parent
     with EventCatalog.open(None, home=home) as catalog:
-        keys = {d["acquisition_key"] for d in catalog.find("event_data_points")}
+        documents = catalog.find("event_data_points")
+    keys = {d["acquisition_key"] for d in documents}
     assert heldout.as_posix() not in keys and len(keys) == DEMO_TREE["n_acquisitions"]
+    config_text = (home / "deep_events.yaml").read_text()
+    assert f"hard_negatives: {DEMO_HARD_NEGATIVES}" in config_text
+    negatives = [d for d in documents if d["label"] == "negative"]
+    assert len(negatives) >= DEMO_TREE["n_acquisitions"] * DEMO_HARD_NEGATIVES
     assert "make ui" in printed
 
 

@@ -1,8 +1,8 @@
 """Quality checks of ingestion outputs, as pure functions (no Dagster).
 
 Each check returns a small frozen dataclass with ``passed``, the counts a biologist wants to
-see and a one-line ``message``; :mod:`deep_events_dagster.defs.assets` turns them into Dagster
-asset-check results beside the assets that produced the checked files.
+see and a one-line ``message``; :mod:`deep_events_dagster.defs.ingestion.checks` turns them
+into Dagster asset-check results beside the assets that produced the checked files.
 
 ==========================  ====================================  =========================
 check                       what it looks at                      a failure means
@@ -539,9 +539,9 @@ def load_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no events manifest; materialise event_crops")
-    from deep_events_dagster.core.ingest import load_manifest_data
+    from deep_events_dagster.core.ingest import load_events_manifest_data
 
-    data = load_manifest_data(path)
+    data = load_events_manifest_data(path)
     event_root = Path(data.get("event_data") or path.parent)
     return Manifest(path=path, event_root=event_root, entries=tuple(data.get("events") or ()))
 

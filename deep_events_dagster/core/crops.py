@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
@@ -37,6 +37,9 @@ from deep_events_dagster.core.acquisitions import is_zarr_movie
 from deep_events_dagster.core.errors import InputError, MovieError
 from deep_events_dagster.core.fsutil import atomic_directory
 from deep_events_dagster.core.yaml_text import dump_yaml
+
+if TYPE_CHECKING:
+    from deep_events_dagster.core.events import Box
 
 __all__ = [
     "EVENT_DB_NAME",
@@ -269,7 +272,7 @@ class MovieReader:
 
     # -- reading -------------------------------------------------------------------------
 
-    def read_window(self, frames: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    def read_window(self, frames: tuple[int, int], box: Box) -> np.ndarray:
         """Read frames ``[start, stop)`` inside ``box = (x0, y0, x1, y1)`` (half-open).
 
         Returns
@@ -511,7 +514,7 @@ def event_id(
     acquisition_key: str,
     kind: str,
     frames: tuple[int, int],
-    box: tuple[int, int, int, int],
+    box: Box,
     extraction: str = "automatic",
 ) -> str:
     """Deterministic 24-hex event id (a valid MongoDB ObjectId string).

@@ -1,6 +1,6 @@
 """Event detection on ground-truth heatmaps: maxima per frame, linking, crop boxes, negatives.
 
-Pipeline (DESIGN.md, "Event detection" and "Auto negatives"):
+Pipeline:
 
 1. :func:`find_frame_maxima` — per frame, local maxima at or above ``threshold`` (0.5 of the
    peak). Maxima closer than ``merge_distance_px`` are one detection (the stronger one; ties go
@@ -14,6 +14,10 @@ Pipeline (DESIGN.md, "Event detection" and "Auto negatives"):
 4. :func:`negative_boxes` — up to four (``count``) boxes shifted by one crop size (up, right,
    down, left), kept only when inside the image and free of ground-truth signal over the
    event's frames.
+5. :func:`hard_negative_boxes` (optional, ``hard_negatives`` per acquisition; not in the
+   original) — crops centred on the brightest places of the movie that hold no ground truth:
+   tubule crossings, bends and blobs are what a detector mistakes for an event, and crops next
+   to events rarely show them.
 
 **Line ground truth** (napari shapes drawn as strokes, see
 :func:`~deep_events_dagster.core.ground_truth.render_lines_frame`) is a plateau of 1s along each
@@ -57,7 +61,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -92,6 +96,7 @@ __all__ = [
     "events_from_tracks",
     "find_frame_components",
     "find_frame_maxima",
+    "hard_negative_boxes",
     "line_detections",
     "link_detections",
     "merge_windows",
@@ -110,8 +115,20 @@ DEFAULT_CROP_SIZE = 256
 DEFAULT_NEGATIVE_COUNT = 4
 DETECTORS = ("maxima", "components")
 
-Box = tuple[int, int, int, int]
-"""``(x0, y0, x1, y1)``, half-open, in pixels."""
+
+class Box(NamedTuple):
+    """A crop box ``(x0, y0, x1, y1)`` — columns first — half-open, in pixels.
+
+    Event and negative crops use it (``crop_box`` of event documents and manifests). Not to be
+    confused with :class:`~deep_events_dagster.core.ground_truth.Window`,
+    ``(y0, y1, x0, x1)``, of the ground-truth support. A plain tuple (it unpacks and compares
+    as one); write it to files as ``list(box)``.
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
 
 
 @dataclass(frozen=True)
@@ -164,8 +181,8 @@ class Event:
 # --------------------------------------------------------------------------- maxima
 
 
-def _boxes_overlap(a: Window, b: Window) -> bool:
-    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+def _windows_overlap(a: Window, b: Window) -> bool:
+    return a.y0 < b.y1 and b.y0 < a.y1 and a.x0 < b.x1 and b.x0 < a.x1
 
 
 def merge_windows(windows: Iterable[Window]) -> list[Window]:
@@ -174,28 +191,28 @@ def merge_windows(windows: Iterable[Window]) -> list[Window]:
     Windows that overlap (share at least one pixel) are replaced by their bounding box,
     repeatedly, until no two overlap. Empty windows are dropped.
     """
-    boxes = [tuple(int(v) for v in w) for w in windows]
-    boxes = [b for b in boxes if b[0] < b[1] and b[2] < b[3]]
+    regions = [Window(*(int(v) for v in w)) for w in windows]
+    regions = [w for w in regions if w.y0 < w.y1 and w.x0 < w.x1]
     changed = True
     while changed:
         changed = False
-        boxes.sort()
-        merged: list[tuple[int, ...]] = []
-        for box in boxes:
+        regions.sort()
+        merged: list[Window] = []
+        for window in regions:
             for i, other in enumerate(merged):
-                if _boxes_overlap(box, other):  # type: ignore[arg-type]
-                    merged[i] = (
-                        min(box[0], other[0]),
-                        max(box[1], other[1]),
-                        min(box[2], other[2]),
-                        max(box[3], other[3]),
+                if _windows_overlap(window, other):
+                    merged[i] = Window(
+                        min(window.y0, other.y0),
+                        max(window.y1, other.y1),
+                        min(window.x0, other.x0),
+                        max(window.x1, other.x1),
                     )
                     changed = True
                     break
             else:
-                merged.append(box)
-        boxes = merged
-    return sorted(boxes)  # type: ignore[return-value]
+                merged.append(window)
+        regions = merged
+    return sorted(regions)
 
 
 def _disk_offsets(radius: float) -> tuple[np.ndarray, int]:
@@ -252,20 +269,22 @@ def find_frame_maxima(
     if windows is None:
         labels, _ = ndimage.label(frame >= threshold, structure=np.ones((3, 3), dtype=bool))
         regions: list[Window] = [
-            (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
+            Window(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
             for sl in ndimage.find_objects(labels)
             if sl is not None
         ]
         del labels
     else:
         regions = [
-            (max(0, int(w[0])), min(height, int(w[1])), max(0, int(w[2])), min(width, int(w[3])))
+            Window(
+                max(0, int(w[0])), min(height, int(w[1])), max(0, int(w[2])), min(width, int(w[3]))
+            )
             for w in windows
         ]
     # Pad every region by the merge radius and merge overlapping ones: any two pixels within
     # merge_distance_px of each other then share a cluster, so each cluster is independent.
     clusters = merge_windows(
-        (max(0, y0 - rr), min(height, y1 + rr), max(0, x0 - rr), min(width, x1 + rr))
+        Window(max(0, y0 - rr), min(height, y1 + rr), max(0, x0 - rr), min(width, x1 + rr))
         for y0, y1, x0, x1 in regions
         if y0 < y1 and x0 < x1
     )
@@ -349,10 +368,10 @@ def find_frame_components(
         raise ValueError(f"threshold must be > 0, got {threshold!r}")
     height, width = frame.shape
     if windows is None:
-        regions: list[Window] = [(0, height, 0, width)]
+        regions: list[Window] = [Window(0, height, 0, width)]
     else:
         regions = merge_windows(
-            (
+            Window(
                 max(0, int(w[0]) - 1),
                 min(height, int(w[1]) + 1),
                 max(0, int(w[2]) - 1),
@@ -472,7 +491,7 @@ def crop_box(
     half = crop_size // 2
     x0 = min(max(math.floor(center_x + 0.5) - half, 0), width - crop_size)
     y0 = min(max(math.floor(center_y + 0.5) - half, 0), height - crop_size)
-    return (int(x0), int(y0), int(x0 + crop_size), int(y0 + crop_size))
+    return Box(int(x0), int(y0), int(x0 + crop_size), int(y0 + crop_size))
 
 
 def events_from_tracks(
@@ -497,7 +516,7 @@ def events_from_tracks(
         cx = math.floor(float(np.mean([d.x for d in dets])) + 0.5)
         box = crop_box(cy, cx, crop_size=crop_size, height=height, width=width)
         events.append(Event(tuple(dets), (int(start), int(stop)), (int(cy), int(cx)), box))
-    events.sort(key=lambda e: (e.frames[0], e.crop_box[0], e.crop_box[1], e.frames[1], e.center))
+    events.sort(key=lambda e: (e.frames[0], e.crop_box.x0, e.crop_box.y0, e.frames[1], e.center))
     return events
 
 
@@ -805,12 +824,81 @@ def negative_boxes(
     for dx, dy in shifts:
         if len(kept) >= count:
             break
-        box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-        if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
+        box = Box(x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
             continue
         if gt_has_signal(box, frames):
             continue
         kept.append(box)
+    return kept
+
+
+def hard_negative_boxes(
+    frames: Sequence[tuple[int, np.ndarray]],
+    *,
+    count: int,
+    crop_size: int = DEFAULT_CROP_SIZE,
+    n_frames: int,
+    length: int,
+    gt_has_signal: Callable[[Box, tuple[int, int]], bool],
+    smooth_px: float = 2.0,
+) -> list[tuple[tuple[int, int], Box]]:
+    """Up to ``count`` signal-free crops centred on the brightest places of a movie.
+
+    Candidates are the local maxima (within ``crop_size // 4``) of each given frame after a
+    Gaussian blur of ``smooth_px`` (so a single hot pixel does not count), brightest first
+    over all frames (ties: earlier frame, then ``(y, x)``). A candidate in frame ``t`` gives
+    the box :func:`crop_box` centred on it over the frames ``[t − length // 2, … + length)``
+    shifted inside ``[0, n_frames)``; it is kept when ``gt_has_signal(box, frames)`` is false
+    and its centre is at least ``crop_size / 2`` from every kept one (so the crops show
+    different places).
+
+    Parameters
+    ----------
+    frames
+        ``(frame index, Y×X image)`` pairs, e.g. a sample of the movie's frames.
+    count
+        How many to keep at most (≥ 0).
+    n_frames
+        Frames in the movie.
+    length
+        Frames per crop (typically an event's).
+    gt_has_signal
+        As for :func:`negative_boxes`.
+
+    Returns
+    -------
+    list[tuple[tuple[int, int], Box]]
+        ``((start, stop), box)`` per crop, in the order chosen.
+    """
+    if isinstance(count, bool) or count < 0:
+        raise ValueError(f"count of hard negatives must be an integer ≥ 0, got {count!r}")
+    if count == 0 or not frames:
+        return []
+    length = max(1, min(int(length), n_frames))
+    candidates: list[tuple[float, int, int, int]] = []
+    for t, image in frames:
+        blurred = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), smooth_px)
+        local = ndimage.maximum_filter(blurred, size=max(3, crop_size // 4 | 1), mode="nearest")
+        ys, xs = np.nonzero((blurred >= local) & (blurred > blurred.min()))
+        candidates.extend((-float(blurred[y, x]), int(t), int(y), int(x)) for y, x in zip(ys, xs))
+    candidates.sort()
+    height, width = frames[0][1].shape
+    min_distance2 = (crop_size / 2) ** 2
+    kept: list[tuple[tuple[int, int], Box]] = []
+    centres: list[tuple[int, int]] = []
+    for _value, t, y, x in candidates:
+        if len(kept) >= count:
+            break
+        if any((y - cy) ** 2 + (x - cx) ** 2 < min_distance2 for cy, cx in centres):
+            continue
+        start = min(max(0, t - length // 2), n_frames - length)
+        span = (start, start + length)
+        box = crop_box(y, x, crop_size=crop_size, height=height, width=width)
+        if gt_has_signal(box, span):
+            continue
+        kept.append((span, box))
+        centres.append((y, x))
     return kept
 
 

@@ -69,13 +69,16 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import tifffile
 
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from deep_events_dagster.core.events import Box
 
 __all__ = [
     "DEFAULT_CUTOFF",
@@ -102,8 +105,19 @@ TILE = 256
 ZLIB_LEVEL = 1
 SIDECAR_FORMAT = 1
 
-Window = tuple[int, int, int, int]
-"""``(y0, y1, x0, x1)``, half-open, in pixels."""
+
+class Window(NamedTuple):
+    """A region ``(y0, y1, x0, x1)`` — rows first, then columns — half-open, in pixels.
+
+    The ground-truth support and the detection regions use it. Not to be confused with
+    :class:`~deep_events_dagster.core.events.Box`, ``(x0, y0, x1, y1)``, of crops. A plain
+    tuple (it unpacks and compares as one); write it to files as ``list(window)``.
+    """
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
 
 
 @dataclass(frozen=True)
@@ -264,7 +278,7 @@ def render_frame(
         wy0, wy1, wx0, wx1 = y0 + r0, y0 + r1, x0 + c0, x0 + c1
         view = out[wy0:wy1, wx0:wx1]
         np.maximum(view, g, out=view)
-        windows.append((wy0, wy1, wx0, wx1))
+        windows.append(Window(wy0, wy1, wx0, wx1))
     return out, windows
 
 
@@ -306,8 +320,8 @@ def _draw_segment(out: np.ndarray, a: np.ndarray, b: np.ndarray, reach: float) -
     cols = np.flatnonzero(values.any(axis=0))
     r0, r1 = int(rows[0]), int(rows[-1]) + 1
     c0, c1 = int(cols[0]), int(cols[-1]) + 1
-    window = (y0 + r0, y0 + r1, x0 + c0, x0 + c1)
-    view = out[window[0] : window[1], window[2] : window[3]]
+    window = Window(y0 + r0, y0 + r1, x0 + c0, x0 + c1)
+    view = out[window.y0 : window.y1, window.x0 : window.x1]
     np.maximum(view, values[r0:r1, c0:c1].astype(np.float32), out=view)
     return window
 
@@ -693,7 +707,7 @@ def read_ground_truth_support(path: str | Path) -> dict[int, list[Window]] | Non
         gt_id = data["gt_id"]
         raw = data["support"]
         support = {
-            int(t): [(int(w[0]), int(w[1]), int(w[2]), int(w[3])) for w in ws]
+            int(t): [Window(int(w[0]), int(w[1]), int(w[2]), int(w[3])) for w in ws]
             for t, ws in raw.items()
         }
     except (OSError, ValueError, KeyError, TypeError, IndexError):
@@ -865,7 +879,7 @@ class GroundTruthReader:
         seg.flags.writeable = False  # shared by the cache
         return seg, int(pos[2]), int(pos[3])
 
-    def has_signal(self, box: tuple[int, int, int, int], frames: tuple[int, int]) -> bool:
+    def has_signal(self, box: Box, frames: tuple[int, int]) -> bool:
         """Whether any pixel of ``box`` ``(x0, y0, x1, y1)`` is > 0 in frames ``[start, stop)``."""
         x0, y0, x1, y1 = box
         start, stop = max(0, frames[0]), min(self.n_frames, frames[1])

@@ -102,7 +102,7 @@ class EventRecord:
     event_id: str
     folder: Path
     frames: tuple[int, int]
-    crop_box: tuple[int, int, int, int]
+    crop_box: events.Box
     positive: bool
     n_detections: int
 
@@ -221,10 +221,14 @@ def make_ground_truth(
     layout: Layout,
     *,
     sigma: float = 5.0,
-    cutoff: float = 0.1,
+    gt_cutoff: float = 0.1,
     options: KindOptions | None = None,
 ) -> GroundTruthStep:
-    """Render and write ``ground_truth_<kind>.tif`` for an acquisition (atomically)."""
+    """Render and write ``ground_truth_<kind>.tif`` for an acquisition (atomically).
+
+    ``sigma`` and ``gt_cutoff`` are the settings' (``IngestionParams``) Gaussian σ in pixels
+    and relative cutoff.
+    """
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
     info = _movie_for(ref)
     points, files = load_annotations(ref, kind, metadata, info, options)
@@ -237,7 +241,7 @@ def make_ground_truth(
         height=info.height,
         width=info.width,
         sigma=sigma,
-        cutoff=cutoff,
+        cutoff=gt_cutoff,
         **drawn,
     )
     return GroundTruthStep(
@@ -271,7 +275,7 @@ def _remove_old_temporaries(folder: Path, own_names: set[str]) -> None:
             )
 
 
-def load_manifest_data(path: Path) -> dict[str, Any]:
+def load_events_manifest_data(path: Path) -> dict[str, Any]:
     """Parse an events manifest (JSON text, which is also valid YAML; older ones are YAML)."""
     text = path.read_text(encoding="utf-8")
     try:
@@ -287,13 +291,15 @@ def load_manifest_data(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The events last written for an acquisition and kind (empty when none or unreadable:
-    the caller is about to replace it, and stale folders are then left for a later run)."""
+def read_events_manifest(path: Path) -> list[dict[str, Any]]:
+    """The entries of an acquisition's events manifest (``events_<kind>.yaml``): the events
+    last written for that kind (empty when none or unreadable: the caller is about to replace
+    it, and stale folders are then left for a later run). A training set's ``manifest.yaml``
+    is read by :func:`~deep_events_dagster.core.training_set_folder.read_training_set_manifest`."""
     if not path.is_file():
         return []
     try:
-        return list(load_manifest_data(path).get("events", []))
+        return list(load_events_manifest_data(path).get("events", []))
     except InputError:
         return []
 
@@ -306,7 +312,7 @@ def _event_document(
     event_id: str,
     folder: Path,
     frames: tuple[int, int],
-    box: tuple[int, int, int, int],
+    box: events.Box,
     positive: bool,
     detections: Sequence[events.Detection],
     channel: int | None,
@@ -460,7 +466,7 @@ def extract_events(
     layout: Layout,
     *,
     crop_size: int = 256,
-    threshold: float = 0.5,
+    detection_threshold: float = 0.5,
     max_link_distance_px: float = 24.0,
     max_gap_frames: int = 2,
     add_pre_frames: int = 0,
@@ -469,6 +475,7 @@ def extract_events(
     options: KindOptions | None = None,
     write_workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    hard_negatives: int = 0,
 ) -> EventsStep:
     """Detect events in the ground truth and write one ``ev_*`` folder per event.
 
@@ -476,6 +483,14 @@ def extract_events(
     up/right/down/left, or a count 0–4) are cropped from the movie in its own dtype and from
     the ground truth. With ``options`` choosing a movie (``img_identifier``, contrasts) or
     channels (labels), the events are cropped once per variant (``core.kinds``).
+    ``hard_negatives`` more negatives are centred on the brightest signal-free places of the
+    movie (:func:`~deep_events_dagster.core.events.hard_negative_boxes`, on
+    :data:`HARD_NEGATIVE_SAMPLE_FRAMES` frames spread over the movie, as long as the median
+    event).
+
+    The detection parameters have the settings' (``IngestionParams``) names:
+    ``detection_threshold`` and ``max_link_distance_px`` are the ``threshold`` and
+    ``max_distance_px`` of :func:`~deep_events_dagster.core.events.detect_events`.
 
     Folders are written atomically; the manifest listing them is replaced after all are
     written, and folders of the previous manifest that are no longer produced are removed
@@ -509,7 +524,7 @@ def extract_events(
     with ground_truth.GroundTruthReader(gt_path, cache_bytes=GT_TILE_CACHE_BYTES) as gt:
         found = detect(
             gt_path,
-            threshold=threshold,
+            threshold=detection_threshold,
             max_distance_px=max_link_distance_px,
             max_gap_frames=max_gap_frames,
             add_pre_frames=add_pre_frames,
@@ -528,6 +543,21 @@ def extract_events(
             else [[] for _ in found]
         )
         annotated_channel = _single_channel(ref, kind, metadata, info, options)
+        hard = (
+            _hard_negatives(
+                info.path,
+                found,
+                check=events.signal_checker(gt, support),
+                count=hard_negatives,
+                crop_size=crop_size,
+                channel=annotated_channel or 0,
+                length=add_pre_frames + add_post_frames + 1,
+            )
+            if hard_negatives
+            else []
+        )
+        if hard:
+            say(f"{len(hard)} hard negatives at the brightest signal-free places")
 
         records: list[EventRecord] = []
         documents: dict[str, dict[str, Any]] = {}
@@ -535,7 +565,7 @@ def extract_events(
         for source in sources:
             suffix = source.id_kind
             id_kind = f"{kind}|{suffix}" if suffix else kind
-            planned: dict[str, tuple[tuple[int, int], tuple[int, int, int, int], bool, Any]] = {}
+            planned: dict[str, tuple[tuple[int, int], events.Box, bool, Any]] = {}
             for event in found:
                 eid = crops.event_id(ref.key, id_kind, event.frames, event.crop_box)
                 planned.setdefault(eid, (event.frames, event.crop_box, True, event))
@@ -543,6 +573,9 @@ def extract_events(
                 for box in boxes:
                     eid = crops.event_id(ref.key, id_kind, event.frames, box)
                     planned.setdefault(eid, (event.frames, box, False, None))
+            for frames, box in hard:
+                eid = crops.event_id(ref.key, id_kind, frames, box)
+                planned.setdefault(eid, (frames, box, False, None))
 
             names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
             _remove_old_temporaries(event_root, set(names.values()))
@@ -572,7 +605,7 @@ def extract_events(
                     event_id=eid,
                     folder=event_root / names[eid],
                     frames=(int(frames[0]), int(frames[1])),
-                    crop_box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
+                    crop_box=events.Box(*(int(v) for v in box)),
                     positive=positive,
                     n_detections=len(event.detections) if event is not None else 0,
                 )
@@ -593,7 +626,7 @@ def extract_events(
             records.extend(variant_records)
 
     manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
-    previous = read_manifest(manifest_path)
+    previous = read_events_manifest(manifest_path)
     manifest = {
         "acquisition_key": ref.key,
         "kind": kind,
@@ -628,6 +661,40 @@ def extract_events(
     )
 
 
+HARD_NEGATIVE_SAMPLE_FRAMES = 16
+"""Frames of the movie looked at for the brightest places (spread evenly over it)."""
+
+
+def _hard_negatives(
+    movie_path: Path,
+    found: Sequence[events.Event],
+    *,
+    check: Callable[[events.Box, tuple[int, int]], bool],
+    count: int,
+    crop_size: int,
+    channel: int,
+    length: int,
+) -> list[tuple[tuple[int, int], events.Box]]:
+    """``count`` crops at the brightest signal-free places (see :func:`extract_events`)."""
+    if found:
+        length = int(np.median([ev.frames[1] - ev.frames[0] for ev in found]))
+    with crops.MovieReader(movie_path) as movie:
+        n_frames = movie.n_frames
+        picks = sorted(set(np.linspace(0, n_frames - 1, HARD_NEGATIVE_SAMPLE_FRAMES).astype(int)))
+        sample = []
+        for t in picks:
+            frame = movie.read_frame(int(t))
+            sample.append((int(t), frame[channel] if frame.ndim == 3 else frame))
+    return events.hard_negative_boxes(
+        sample,
+        count=count,
+        crop_size=crop_size,
+        n_frames=n_frames,
+        length=length,
+        gt_has_signal=check,
+    )
+
+
 def default_write_workers() -> int:
     """Threads writing event folders: most of that time is system calls and copies, which
     run in parallel; more than four gains nothing measurable."""
@@ -640,7 +707,7 @@ def _write_event_folders(
     *,
     movie_path: Path,
     gt: ground_truth.GroundTruthReader,
-    support: dict[int, list[tuple[int, int, int, int]]] | None,
+    support: dict[int, list[ground_truth.Window]] | None,
     workers: int,
     say: Callable[[str], None],
     channel: int | None = None,
@@ -694,9 +761,9 @@ def _write_event_folders(
 
 def _gt_window(
     gt: ground_truth.GroundTruthReader,
-    support: dict[int, list[tuple[int, int, int, int]]] | None,
+    support: dict[int, list[ground_truth.Window]] | None,
     frames: tuple[int, int],
-    box: tuple[int, int, int, int],
+    box: events.Box,
 ) -> np.ndarray:
     """The ground truth of ``frames`` in ``box``; with the writer's ``support`` only the
     parts that can hold signal are read."""
@@ -741,7 +808,7 @@ def event_documents(manifest_path: Path) -> list[dict[str, Any]]:
     """
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path}: no events manifest; materialise event_crops")
-    data = load_manifest_data(manifest_path)
+    data = load_events_manifest_data(manifest_path)
     event_root = Path(data["event_data"])
     return [
         e["document"] if "document" in e else crops.read_event_folder(event_root / e["folder"])

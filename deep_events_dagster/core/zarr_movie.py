@@ -36,7 +36,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from deep_events_dagster.core.crops import MovieReader
 from deep_events_dagster.core.errors import MovieError
 from deep_events_dagster.core.fingerprint import MovieFingerprint
 from deep_events_dagster.core.ome import MovieInfo, frame_interval_seconds
+
+if TYPE_CHECKING:
+    from deep_events_dagster.core.events import Box
 
 __all__ = [
     "CHUNK_CACHE_BYTES",
@@ -821,7 +824,7 @@ class ZarrMovieReader(MovieReader):
 
     # -- reading -------------------------------------------------------------------------
 
-    def read_window(self, frames: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    def read_window(self, frames: tuple[int, int], box: Box) -> np.ndarray:
         """See :meth:`MovieReader.read_window`."""
         t0, t1 = (int(v) for v in frames)
         x0, y0, x1, y1 = (int(v) for v in box)

@@ -1,30 +1,31 @@
-"""Assemble the Definitions from platform settings."""
-
-from __future__ import annotations
+"""Assemble the Definitions from platform settings: the ingestion and training packages' assets,
+jobs and sensors, the resources configured from ``deep_events.yaml``, and the executor."""
 
 import dagster as dg
 
 from deep_events_dagster.core.kinds import negatives_count
-from deep_events_dagster.defs.assets import acquisition_metadata, build_kind_assets, raw_movie
 from deep_events_dagster.defs.executors import executor_for
-from deep_events_dagster.defs.jobs import ingest_job
-from deep_events_dagster.defs.legacy import legacy_events, legacy_import_job
-from deep_events_dagster.defs.predictions import (
-    PredictionResource,
-    build_prediction_assets,
-    build_predictions_sensor,
-    predict_job,
+from deep_events_dagster.defs.ingestion.assets import (
+    acquisition_metadata,
+    build_kind_assets,
+    legacy_events,
+    raw_movie,
 )
+from deep_events_dagster.defs.ingestion.jobs import ingest_job, legacy_import_job
+from deep_events_dagster.defs.ingestion.sensors import build_acquisition_sensor
 from deep_events_dagster.defs.resources import CatalogResource, IngestionResource
-from deep_events_dagster.defs.sensors import build_acquisition_sensor
-from deep_events_dagster.defs.training import (
-    TrainingResource,
-    build_training_sensor,
+from deep_events_dagster.defs.training.assets import (
+    build_prediction_assets,
     model_evaluation,
     model_exports,
-    train_job,
     trained_model,
     training_set,
+)
+from deep_events_dagster.defs.training.jobs import predict_job, train_job
+from deep_events_dagster.defs.training.resources import PredictionResource, TrainingResource
+from deep_events_dagster.defs.training.sensors import (
+    build_predictions_sensor,
+    build_training_sensor,
 )
 from deep_events_dagster.settings import CATALOG_URI_ENV, HOME_ENV, PlatformSettings
 
@@ -56,6 +57,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
         add_pre_frames=params.add_pre_frames,
         add_post_frames=params.add_post_frames,
         auto_negatives=negatives_count(params.auto_negatives),
+        hard_negatives=params.hard_negatives,
         img_identifier=params.img_identifier,
         channel_contrast=list(params.channel_contrast),
         label=list(params.label),

@@ -1,6 +1,4 @@
-"""Dagster resources: ingestion settings and the event catalog."""
-
-from __future__ import annotations
+"""Dagster resources shared by both packages: ingestion settings and the event catalog."""
 
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ class IngestionResource(dg.ConfigurableResource):
     add_pre_frames: int = IngestionParams.add_pre_frames
     add_post_frames: int = IngestionParams.add_post_frames
     auto_negatives: int = 4  # a count 0–4 (up, right, down, left); true in deep_events.yaml = 4
+    hard_negatives: int = IngestionParams.hard_negatives
     img_identifier: str = ""
     channel_contrast: list[str] = []  # noqa: RUF012
     label: list[str] = []  # noqa: RUF012
@@ -61,6 +60,7 @@ class IngestionResource(dg.ConfigurableResource):
             add_pre_frames=self.add_pre_frames,
             add_post_frames=self.add_post_frames,
             auto_negatives=self.auto_negatives,
+            hard_negatives=self.hard_negatives,
             img_identifier=self.img_identifier,
             channel_contrast=tuple(self.channel_contrast),
             label=tuple(self.label),
@@ -76,12 +76,13 @@ class IngestionResource(dg.ConfigurableResource):
         params = resolved.params
         return {
             "crop_size": params.crop_size,
-            "threshold": params.detection_threshold,
+            "detection_threshold": params.detection_threshold,
             "max_link_distance_px": params.max_link_distance_px,
             "max_gap_frames": params.max_gap_frames,
             "add_pre_frames": params.add_pre_frames,
             "add_post_frames": params.add_post_frames,
             "auto_negatives": negatives_count(params.auto_negatives),
+            "hard_negatives": params.hard_negatives,
             "options": resolved.options,
         }
 

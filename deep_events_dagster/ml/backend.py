@@ -76,7 +76,9 @@ class Backend:
         ``precision``: ``"float32"`` (exactly as evaluated) or ``"auto"`` (the backend's fast
         inference path where it has one: reduced-precision autocast on hardware made for it).
         """
-        return self._module("train").load_predictor(model_dir, device=device, precision=precision)
+        return self._module("predictor").load_predictor(
+            model_dir, device=device, precision=precision
+        )
 
     def _module(self, name: str):
         import importlib

@@ -20,7 +20,7 @@ steps of 4); output ``probabilities`` with axes ``batch``, ``channel`` (one: ``p
 ``y``, ``x`` (the input's size).
 
 Pre-processing: the training set normalises every frame on its own (its minimum → 0, then
-divided by its maximum when that is above 0.2; :func:`deep_events_dagster.core.training_set.
+divided by its maximum when that is above 0.2; :func:`deep_events_dagster.core.normalisation.
 normalize_image_frames`). Written as the spec's ``scale_range`` with ``axes: [y, x]`` (per
 sample and per channel, i.e. per frame) and percentiles 0 and 100: ``(x − min) / (max − min +
 1e-6)``. The two differ only for frames whose range is at most 0.2 (practically never for raw
@@ -371,7 +371,7 @@ def write_bioimageio_package(
     settings = folder.settings()
     evaluation = folder.evaluation()
     if evaluation is None:
-        from deep_events_dagster.ml.export import ModelNotEvaluated
+        from deep_events_dagster.ml.export_report import ModelNotEvaluated
 
         raise ModelNotEvaluated(
             f"{folder.path}: the model has not been evaluated (no evaluation.yaml); the "
@@ -488,7 +488,7 @@ def check_bioimageio_package(package: str | Path) -> BioimageioCheck:
     warnings become notes), and the ONNX weights are run on the test input after the
     description's pre-processing: the result must match the test output within 1e-4.
     """
-    from deep_events_dagster.ml.export import OnnxPredictor
+    from deep_events_dagster.ml.export_predictors import OnnxPredictor
 
     package = Path(package)
     rdf_path = package / RDF_FILE

@@ -56,7 +56,8 @@ __all__ = [
 
 DEPLOY_KEY = "deploy"
 IDENTITY_LENGTH = 12
-# Where a training settings file without ``folder:`` writes (``defs.training.TrainingResource``).
+# Where a training settings file without ``folder:`` writes
+# (``defs.training.resources.TrainingResource``).
 DEFAULT_TRAINING_OUTPUT = "training_data"
 # Folders list_models never descends into: bulky trees that hold no model folders.
 _SKIPPED_FOLDERS = frozenset({"training_sets", "dagster", "logs", BIOIMAGEIO_DIR, "__pycache__"})

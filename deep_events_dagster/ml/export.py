@@ -23,24 +23,15 @@ Keras network for ``backend: tensorflow`` (``model.h5`` directly, ONNX and Torch
 its torch twin, whose weights come from
 :func:`deep_events_dagster.ml.tensorflow.convert.torch_state_from_keras`).
 
-Every file written is loaded back (ONNX Runtime on the CPU; TorchScript; Keras
-``load_model(compile=False)`` as the microscope does) and checked:
-
-1. its probabilities are within :data:`OUTPUT_TOLERANCE` of the source model's (float32, CPU)
-   on a few eval samples and on one input whose height and width differ from the training
-   crops (multiples of 4);
-2. its event decisions on **all** eval samples (an event is predicted when the maximum
-   probability over its samples is ``>`` the threshold of ``evaluation.yaml``) give the
-   ``tp``/``fp``/``fn``/``tn`` of ``evaluation.yaml``, allowing :data:`EVENT_TOLERANCE` event
-   decided differently (a probability a rounding error away from the threshold).
-
-The model must have been evaluated (``evaluation.yaml``), and before anything is written the
-source model's own decisions are compared with it: a stale or edited ``evaluation.yaml`` stops
-the export with an error naming it and both sets of counts. A format that cannot hold the model is
-recorded as ``skipped`` with the reason and writes no file; a file that fails a check is
-removed, recorded as ``failed``, and :class:`ExportCheckFailed` names the file and the
-difference (after ``exports.yaml`` is written). ``exports.yaml`` maps each format to its
-entry (:meth:`ExportResult.as_dict`).
+Every file written is loaded back (:mod:`deep_events_dagster.ml.export_predictors`) and checked
+against the source model and ``evaluation.yaml`` (:mod:`deep_events_dagster.ml.export_checks`).
+Before anything is written the source model's own decisions are compared with
+``evaluation.yaml``: a stale or edited ``evaluation.yaml`` stops the export with an error naming
+it and both sets of counts. A format that cannot hold the model is recorded as ``skipped`` with
+the reason and writes no file; a file that fails a check is removed, recorded as ``failed``, and
+:class:`~deep_events_dagster.ml.export_report.ExportCheckFailed` names the file and the
+difference (after ``exports.yaml`` is written). ``exports.yaml`` maps each format to its entry
+(:mod:`deep_events_dagster.ml.export_report`).
 
 This module imports neither torch nor TensorFlow at import time; each format imports what it
 needs when it is exported or loaded.
@@ -49,18 +40,31 @@ needs when it is exported or loaded.
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from deep_events_dagster.core.fsutil import atomic_write_text
-from deep_events_dagster.core.metrics import event_counts, event_groups, sample_max
+from deep_events_dagster.ml.export_checks import (
+    EvalData,
+    check_predictor,
+    decision_counts,
+    eval_data,
+)
+from deep_events_dagster.ml.export_predictors import KerasPredictor, load_export_file
+from deep_events_dagster.ml.export_report import (
+    EVENT_TOLERANCE,
+    OUTPUT_TOLERANCE,
+    ExportCheckFailed,
+    ExportError,
+    ExportReport,
+    ExportResult,
+    ExportUnsupported,
+)
 from deep_events_dagster.ml.model_folder import (
     BIOIMAGEIO_DIR,
     EXPORT_FORMATS,
@@ -70,361 +74,14 @@ from deep_events_dagster.ml.model_folder import (
 
 __all__ = [
     "DEFAULT_FORMATS",
-    "EVENT_TOLERANCE",
-    "OUTPUT_TOLERANCE",
-    "EventCounts",
+    # re-exported: the command line imports it from here
     "ExportCheckFailed",
-    "ExportError",
-    "ExportReport",
-    "ExportResult",
-    "ExportUnsupported",
-    "KerasPredictor",
-    "ModelNotEvaluated",
-    "OnnxPredictor",
-    "check_input",
     "export_model",
-    "latest_frames_batches",
-    "load_export",
-    "load_onnx_session",
 ]
 
 DEFAULT_FORMATS = ("keras", "onnx", "torchscript")
-OUTPUT_TOLERANCE = 1e-4
-EVENT_TOLERANCE = 1
-N_CHECK_SAMPLES = 4
-ONNX_INPUT = "input"
-ONNX_OUTPUT = "probabilities"
-ONNX_THREADS = 2
-PREDICT_BATCH = 8
 # What the bioimage.io package is made from (exported first when asked for the package).
 BIOIMAGEIO_WEIGHTS = ("torchscript", "onnx")
-
-
-class ExportError(ValueError):
-    """An export cannot be made (not evaluated, ``evaluation.yaml`` does not match the model,
-    unknown format…)."""
-
-
-class ModelNotEvaluated(ExportError):
-    """The model folder has no ``evaluation.yaml``: there is nothing to check the exports
-    against."""
-
-
-class ExportUnsupported(Exception):
-    """A format cannot hold this model; the message says why (recorded as ``skipped``)."""
-
-
-class ExportCheckFailed(ExportError):
-    """An export was written but did not pass its checks; it has been removed.
-
-    Attributes
-    ----------
-    report
-        The whole :class:`ExportReport` (``exports.yaml`` was written).
-    """
-
-    def __init__(self, message: str, report: ExportReport):
-        super().__init__(message)
-        self.report = report
-
-
-@dataclass(frozen=True)
-class EventCounts:
-    """Event-level confusion counts at one threshold."""
-
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn}
-
-    def differing(self, other: EventCounts) -> int:
-        """Events decided differently: with the same events, one flip moves one count between
-        ``tp`` and ``fn`` or between ``fp`` and ``tn``."""
-        return max(abs(self.tp - other.tp), abs(self.fn - other.fn)) + max(
-            abs(self.fp - other.fp), abs(self.tn - other.tn)
-        )
-
-    def describe(self) -> str:
-        return f"tp {self.tp} fp {self.fp} fn {self.fn} tn {self.tn}"
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """How one format was exported and checked.
-
-    Attributes
-    ----------
-    format
-        ``keras``, ``onnx``, ``torchscript`` or ``bioimageio``.
-    status
-        ``ok``, ``skipped`` (the format cannot hold the model: no file) or ``failed`` (a check
-        failed: the file was removed).
-    path
-        The file (folder for ``bioimageio``); None unless ``ok``.
-    bytes
-        Its size (the folder's files together); 0 unless ``ok``.
-    max_abs_difference
-        Largest difference from the source model's probabilities on the checked inputs.
-    checked_sizes
-        ``(H, W)`` of the inputs compared with the source model.
-    event_counts
-        The export's event counts on the eval samples at the threshold.
-    events_differing
-        Events decided differently from ``evaluation.yaml``.
-    reason
-        Why it was skipped or failed; notes for ``ok`` (e.g. the bioimage.io validation).
-    seconds
-        Time to write and check it.
-    details
-        Format-specific facts (ONNX opset, TensorFlow version…).
-    """
-
-    format: str
-    status: str
-    path: Path | None = None
-    bytes: int = 0
-    max_abs_difference: float | None = None
-    checked_sizes: tuple[tuple[int, int], ...] = ()
-    event_counts: EventCounts | None = None
-    events_differing: int | None = None
-    reason: str = ""
-    seconds: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def as_dict(self, model_dir: Path | None = None) -> dict[str, Any]:
-        """The plain entry of ``exports.yaml`` (paths relative to ``model_dir`` when inside)."""
-        path = None
-        if self.path is not None:
-            path = str(self.path)
-            if model_dir is not None and self.path.parent == model_dir:
-                path = self.path.name
-        entry: dict[str, Any] = {
-            "status": self.status,
-            "file": path,
-            "bytes": int(self.bytes),
-            "max_abs_difference": None
-            if self.max_abs_difference is None
-            else float(f"{self.max_abs_difference:.3g}"),
-            "checked_sizes": [list(size) for size in self.checked_sizes],
-            "event_counts": None if self.event_counts is None else self.event_counts.as_dict(),
-            "events_differing": self.events_differing,
-            "seconds": round(float(self.seconds), 2),
-        }
-        if self.reason:
-            entry["reason"] = self.reason
-        entry.update(self.details)
-        return entry
-
-
-def _size_text(n_bytes: int) -> str:
-    if n_bytes <= 0:
-        return "—"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.1f} {unit}"
-    return f"{n_bytes} B"
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    """What :func:`export_model` wrote and how each export was checked.
-
-    Attributes
-    ----------
-    model_dir
-        The model folder.
-    source
-        ``torch`` or ``keras``: the model the exports were made from and compared with.
-    threshold
-        ``evaluation.yaml``'s threshold.
-    expected
-        ``evaluation.yaml``'s event counts.
-    results
-        One per format, in the order exported.
-    exports_file
-        ``exports.yaml``.
-    """
-
-    model_dir: Path
-    source: str
-    threshold: float
-    expected: EventCounts
-    results: tuple[ExportResult, ...]
-    exports_file: Path
-
-    def result(self, export_format: str) -> ExportResult:
-        """The result of one format (KeyError when it was not exported in this call)."""
-        for result in self.results:
-            if result.format == export_format:
-                return result
-        raise KeyError(export_format)
-
-    @property
-    def failed(self) -> tuple[ExportResult, ...]:
-        return tuple(r for r in self.results if r.status == "failed")
-
-    def lines(self) -> list[str]:
-        """One line per format, for the command line."""
-        out = [
-            f"exports of {self.model_dir} (source: {self.source} model; evaluation.yaml: "
-            f"threshold {self.threshold:g}, {self.expected.describe()})"
-        ]
-        width = max((len(r.format) for r in self.results), default=0)
-        for r in self.results:
-            if r.ok:
-                diff = (
-                    "" if r.max_abs_difference is None else f", max |Δ| {r.max_abs_difference:.1e}"
-                )
-                events = (
-                    ""
-                    if r.event_counts is None
-                    else f", events {r.event_counts.describe()} ({r.events_differing} differ)"
-                )
-                out.append(
-                    f"  {r.format:<{width}}  ok       {r.path}  {_size_text(r.bytes)}"
-                    f"{diff}{events}" + (f"  [{r.reason}]" if r.reason else "")
-                )
-            else:
-                out.append(f"  {r.format:<{width}}  {r.status:<7}  {r.reason}")
-        return out
-
-    def markdown(self) -> str:
-        """A markdown table of the exports (Dagster metadata)."""
-        rows = [
-            "| format | status | file | size | max abs diff | tp | fp | fn | tn | note |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in self.results:
-            counts = r.event_counts.as_dict() if r.event_counts else {}
-            diff = "" if r.max_abs_difference is None else f"{r.max_abs_difference:.1e}"
-            name = "" if r.path is None else f"`{r.path.name}`"
-            note = r.reason.replace("|", "/").replace("\n", " ")
-            cells = [r.format, r.status, name, _size_text(r.bytes) if r.ok else "", diff]
-            cells += [str(counts.get(k, "")) for k in ("tp", "fp", "fn", "tn")]
-            rows.append("| " + " | ".join([*cells, note]) + " |")
-        rows.append("")
-        rows.append(
-            f"Source: the {self.source} model. Checked: probabilities within "
-            f"{OUTPUT_TOLERANCE:g} of the source's; event decisions (max probability > "
-            f"{self.threshold:g}) on every eval sample vs `evaluation.yaml` "
-            f"({self.expected.describe()}), {EVENT_TOLERANCE} allowed to differ."
-        )
-        return "\n".join(rows)
-
-    def as_dict(self) -> dict[str, Any]:
-        """This call's entries of ``exports.yaml`` (format → entry)."""
-        return {r.format: r.as_dict(self.model_dir) for r in self.results}
-
-
-# -- loading the exports ---------------------------------------------------------------------
-
-
-def latest_frames_batches(
-    images: np.ndarray, in_channels: int, batch_size: int = PREDICT_BATCH
-) -> Iterator[np.ndarray]:
-    """Contiguous float32 batches of ``N×T×H×W`` samples, keeping the latest ``in_channels``
-    frames of longer windows (as the trainer's predictor does)."""
-    if images.ndim != 4:
-        raise ValueError(f"expected N×T×H×W samples, got shape {images.shape}")
-    if images.shape[1] < in_channels:
-        raise ValueError(f"the model takes {in_channels} frames per sample, got {images.shape[1]}")
-    first = images.shape[1] - in_channels
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size, first:]
-        # writable: torch warns on (and must not share) a read-only memory map
-        yield np.require(batch, dtype=np.float32, requirements=("C", "W"))
-
-
-def load_onnx_session(path: str | Path, *, threads: int | None = None) -> Any:
-    """An ONNX Runtime session on the CPU (``threads`` intra-op threads, default
-    :data:`ONNX_THREADS`)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = int(ONNX_THREADS if threads is None else threads)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(
-        str(path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-
-class OnnxPredictor:
-    """An ONNX export behind :class:`deep_events_dagster.ml.backend.Predictor` (ONNX Runtime,
-    CPU)."""
-
-    def __init__(self, path: str | Path, *, threads: int | None = None):
-        self.path = Path(path)
-        self.session = load_onnx_session(path, threads=threads)
-        self.in_channels = int(self.session.get_inputs()[0].shape[1])
-
-    def predict(self, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-        """``N×T×H×W`` samples → ``N×H×W`` probabilities."""
-        out = [
-            self.session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})[0][:, 0]
-            for batch in latest_frames_batches(images, self.in_channels, batch_size)
-        ]
-        return np.concatenate(out).astype(np.float32, copy=False)
-
-
-class KerasPredictor:
-    """A Keras probabilities model (``N×H×W×T`` → ``N×H×W×1``) behind
-    :class:`~deep_events_dagster.ml.backend.Predictor` (takes ``N×T×H×W``)."""
-
-    def __init__(self, keras_model: Any):
-        self.model = keras_model
-        self.in_channels = int(keras_model.input_shape[-1])
-
-    @classmethod
-    def from_h5(cls, path: str | Path) -> KerasPredictor:
-        """Load ``model.h5`` as the microscope does (``load_model(compile=False)``)."""
-        from deep_events_dagster.ml.tensorflow.convert import load_keras_h5
-
-        return cls(load_keras_h5(path))
-
-    def predict(self, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-        """``N×T×H×W`` samples → ``N×H×W`` probabilities."""
-        out = [
-            # an eager call: predict_on_batch traces a graph per new input shape
-            np.asarray(self.model(batch.transpose(0, 2, 3, 1), training=False))[..., 0]
-            for batch in latest_frames_batches(images, self.in_channels, batch_size)
-        ]
-        return np.concatenate(out).astype(np.float32, copy=False)
-
-
-def load_export(model_dir: str | Path, export_format: str) -> Any:
-    """A written export of a model folder as a predictor (``.predict(N×T×H×W) → N×H×W``).
-
-    Parameters
-    ----------
-    model_dir
-        The model folder.
-    export_format
-        ``keras``, ``onnx`` or ``torchscript``.
-    """
-    path = ModelFolder(Path(model_dir)).export_path(export_format)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no {export_format} export (run the export first)")
-    return _load_file(export_format, path)
-
-
-def _load_file(export_format: str, path: Path) -> Any:
-    if export_format == "onnx":
-        return OnnxPredictor(path)
-    if export_format == "torchscript":
-        from deep_events_dagster.ml.torch.export import TorchScriptPredictor
-
-        return TorchScriptPredictor(path)
-    if export_format == "keras":
-        return KerasPredictor.from_h5(path)
-    raise ValueError(f"cannot load {export_format!r} exports as a predictor")
 
 
 # -- the source model ------------------------------------------------------------------------
@@ -528,116 +185,6 @@ def _write(export_format: str, source: _Source, path: Path) -> dict[str, Any]:
     raise ValueError(export_format)
 
 
-# -- checking --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _EvalData:
-    images: np.ndarray  # N×T×H×W (memory map)
-    truth_max: np.ndarray  # per sample
-    groups: np.ndarray | None
-    threshold: float
-    expected: EventCounts
-    check_inputs: tuple[np.ndarray, ...]  # inputs compared with the source
-
-
-def check_input(sample: np.ndarray) -> np.ndarray:
-    """One ``T×H×W`` sample grown to another size whose sides are multiples of 4 (mirrored at
-    its borders): ``1×T×H'×W'`` with ``H' ≠ H``, ``W' ≠ W``, ``H' ≠ W'``."""
-    _, height, width = sample.shape
-    new_height = 4 * math.ceil((height + 8) / 4)
-    new_width = 4 * math.ceil((width + 20) / 4)
-    pads = [(0, 0)]
-    for old, new in ((height, new_height), (width, new_width)):
-        extra = new - old
-        pads.append((extra // 2, extra - extra // 2))
-    return np.pad(np.asarray(sample, dtype=np.float32), pads, mode="symmetric")[None]
-
-
-def _check_sample_indices(n: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(N_CHECK_SAMPLES, n)).round().astype(np.int64))
-
-
-def _eval_data(folder: ModelFolder) -> _EvalData:
-    from deep_events_dagster.ml.evaluate import _manifest_events
-
-    evaluation = folder.evaluation()
-    if evaluation is None:
-        raise ModelNotEvaluated(
-            f"{folder.path}: the model has not been evaluated (no evaluation.yaml), so its "
-            "exports cannot be checked; evaluate it first (deep_events_dagster.ml.evaluate."
-            "evaluate_model_folder, or the model_evaluation asset)"
-        )
-    try:
-        threshold = float(evaluation["threshold"])
-        expected = EventCounts(*(int(evaluation[key]) for key in ("tp", "fp", "fn", "tn")))
-    except (KeyError, TypeError, ValueError) as error:
-        raise ExportError(
-            f"{folder.evaluation_path}: no usable threshold/tp/fp/fn/tn ({error!r})"
-        ) from error
-    training_set = folder.training_set()
-    images = np.load(training_set / "eval_images.npy", mmap_mode="r")
-    masks = np.load(training_set / "eval_masks.npy", mmap_mode="r")
-    if len(images) == 0:
-        raise ExportError(f"{training_set}: no eval samples to check the exports on")
-    groups = event_groups(_manifest_events(training_set), len(images))
-    n_units = len(images) if groups is None else len(np.unique(groups))
-    if sum(expected.as_dict().values()) != n_units:
-        raise ExportError(
-            f"{folder.evaluation_path} counts {sum(expected.as_dict().values())} events but the "
-            f"training set {training_set} has {n_units}: evaluate the model again"
-        )
-    samples = np.asarray(images[_check_sample_indices(len(images))], dtype=np.float32)
-    return _EvalData(
-        images=images,
-        truth_max=sample_max(masks),
-        groups=groups,
-        threshold=threshold,
-        expected=expected,
-        check_inputs=(samples, check_input(samples[0])),
-    )
-
-
-def _counts(probabilities: np.ndarray, data: _EvalData) -> EventCounts:
-    counts = event_counts(sample_max(probabilities), data.truth_max, data.groups, data.threshold)
-    return EventCounts(counts.tp, counts.fp, counts.fn, counts.tn)
-
-
-@dataclass(frozen=True)
-class _CheckOutcome:
-    max_abs_difference: float
-    sizes: tuple[tuple[int, int], ...]
-    counts: EventCounts
-    differing: int
-    problems: tuple[str, ...]
-
-
-def _check(predictor: Any, reference: Sequence[np.ndarray], data: _EvalData) -> _CheckOutcome:
-    difference = 0.0
-    sizes = []
-    for inputs, expected in zip(data.check_inputs, reference):
-        got = predictor.predict(inputs)
-        if got.shape != expected.shape:
-            raise ExportError(f"output of shape {got.shape}, the source gives {expected.shape}")
-        difference = max(difference, float(np.max(np.abs(got - expected))))
-        sizes.append(tuple(int(s) for s in inputs.shape[-2:]))
-    counts = _counts(predictor.predict(data.images), data)
-    differing = counts.differing(data.expected)
-    problems = []
-    if not difference <= OUTPUT_TOLERANCE:  # also catches NaN
-        problems.append(
-            f"max |difference| {difference:.3g} from the source model's probabilities exceeds "
-            f"{OUTPUT_TOLERANCE:g} (sizes {', '.join(f'{h}×{w}' for h, w in sizes)})"
-        )
-    if differing > EVENT_TOLERANCE:
-        problems.append(
-            f"event decisions at threshold {data.threshold:g}: {counts.describe()}, but "
-            f"evaluation.yaml has {data.expected.describe()} ({differing} events differ, "
-            f"{EVENT_TOLERANCE} allowed)"
-        )
-    return _CheckOutcome(difference, tuple(sizes), counts, differing, tuple(problems))
-
-
 def _bytes(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -654,7 +201,7 @@ def _remove(path: Path) -> None:
 
 
 def _export_file(
-    export_format: str, source: _Source, path: Path, reference, data: _EvalData
+    export_format: str, source: _Source, path: Path, reference, data: EvalData
 ) -> ExportResult:
     started = time.perf_counter()
     try:
@@ -672,8 +219,8 @@ def _export_file(
             seconds=time.perf_counter() - started,
         )
     try:
-        predictor = _load_file(export_format, path)
-        outcome = _check(predictor, reference, data)
+        predictor = load_export_file(export_format, path)
+        outcome = check_predictor(predictor, reference, data)
     except Exception as error:
         _remove(path)
         return ExportResult(
@@ -701,7 +248,7 @@ def _export_file(
 
 
 def _export_bioimageio(
-    folder: ModelFolder, source: _Source, data: _EvalData, done: dict[str, ExportResult]
+    folder: ModelFolder, source: _Source, data: EvalData, done: dict[str, ExportResult]
 ) -> ExportResult:
     from deep_events_dagster.ml.bioimageio import check_bioimageio_package, write_bioimageio_package
 
@@ -831,11 +378,11 @@ def export_model(
     folder = ModelFolder(Path(model_dir))
     folder.settings()  # FileNotFoundError with a clear message when not a model folder
     wanted = _requested(formats)
-    data = _eval_data(folder)
+    data = eval_data(folder)
     source = _load_source(folder)
     source_predictor = source.predictor()
     reference = [source_predictor.predict(inputs) for inputs in data.check_inputs]
-    source_counts = _counts(source_predictor.predict(data.images), data)
+    source_counts = decision_counts(source_predictor.predict(data.images), data)
     if source_counts.differing(data.expected) > EVENT_TOLERANCE:
         raise ExportError(
             f"{folder.evaluation_path} does not match the model: at threshold "

@@ -7,11 +7,11 @@ the microscope does: the maximum of the frame's probability map, and where it is
   ``k`` frames apart, oldest first (``i − (n − 1)·k, …, i − k, i``), as the training set's
   windows. Indices before the start are clamped to frame 0, so every frame gets a score (the
   first frames see a window that repeats frame 0). ``k`` is the training set's rule
-  (:func:`deep_events_dagster.core.training_set.frame_step`) applied to the movie's frame rate
+  (:func:`deep_events_dagster.core.frame_windows.frame_step`) applied to the movie's frame rate
   and the model's ``fps``; when that rule would skip the movie (or a rate is unknown) ``k`` is
   1 and the result says so in its ``notes``.
 * **Normalisation.** Every frame is normalised whole, as in the training set
-  (:func:`~deep_events_dagster.core.training_set.normalize_image_frames`: minimum → 0, divided
+  (:func:`~deep_events_dagster.core.normalisation.normalize_image_frames`: minimum → 0, divided
   by its maximum when that is above 0.2), before any tiling.
 * **Tiles.** A frame of at most ``max_tile²`` pixels goes through the network whole; a larger
   one in overlapping tiles of at most ``max_tile`` per side (``tile_overlap`` pixels shared),
@@ -24,10 +24,14 @@ the microscope does: the maximum of the frame's probability map, and where it is
   frame size, ``n_timepoints·k`` and ``batch_size``, never on the movie's length. The
   probability movie is written page by page.
 * **Events.** A frame whose score is above the threshold (strictly, as the microscope decides)
-  is a detection at its maximum; detections in consecutive frames within
-  ``max_link_distance_px`` are linked into one :class:`PredictedEvent`
-  (:func:`deep_events_dagster.core.events.link_detections`). One maximum per frame means two
-  simultaneous events are seen as one (the stronger).
+  is a frame with an event. Where the events are comes from every local maximum of the
+  probability map above the threshold (maxima closer than ``merge_distance_px`` are one, as
+  the ground truth's maxima are); maxima within ``max_link_distance_px`` are linked over
+  frames, bridging up to ``max_gap_frames − 1`` frames below the threshold, into one
+  :class:`PredictedEvent` (:func:`deep_events_dagster.core.events.link_detections`, the rule
+  the annotations are linked by). So two simultaneous events are two events, and an event
+  whose score dips for a frame, or whose maximum alternates with another event's, is not cut
+  into pieces.
 
 :func:`compare_events` matches predicted events with annotated ones (:func:`annotated_events`
 reads them from an acquisition's annotation CSVs): the out-of-sample check of a deployed model.
@@ -55,14 +59,17 @@ from deep_events_dagster.core.errors import InputError, MovieError
 from deep_events_dagster.core.events import (
     DEFAULT_MAX_DISTANCE_PX,
     DEFAULT_MAX_GAP_FRAMES,
+    DEFAULT_MERGE_DISTANCE_PX,
     Detection,
+    find_frame_maxima,
     link_detections,
 )
+from deep_events_dagster.core.frame_windows import frame_step
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
 from deep_events_dagster.core.metadata import DB_FILE, read_db_yaml
 from deep_events_dagster.core.metrics import f1_from_counts
+from deep_events_dagster.core.normalisation import normalize_image_frames
 from deep_events_dagster.core.ome import read_movie_info
-from deep_events_dagster.core.training_set import frame_step, normalize_image_frames
 from deep_events_dagster.ml.backend import Predictor, load_predictor
 from deep_events_dagster.ml.model_folder import DB_PROMPT_FILE, SETTINGS_FILE, ModelFolder
 
@@ -543,15 +550,25 @@ def _to_uint8(prob: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _events_from_scores(
-    frames: Sequence[FrameScore], threshold: float, max_link_distance_px: float
+def _frame_peaks(
+    t: int, prob: np.ndarray, threshold: float, merge_distance_px: float
+) -> list[Detection]:
+    """The maxima of one probability map strictly above ``threshold``."""
+    peaks = find_frame_maxima(
+        prob,
+        frame_index=t,
+        threshold=max(float(threshold), 1e-6),
+        merge_distance_px=merge_distance_px,
+    )
+    return [d for d in peaks if d.value > threshold]
+
+
+def _events_from_peaks(
+    peaks: Sequence[Detection], max_link_distance_px: float, max_gap_frames: int
 ) -> tuple[PredictedEvent, ...]:
-    detections = [
-        Detection(frame=f.frame, y=float(f.y), x=float(f.x), value=f.score)
-        for f in frames
-        if f.score > threshold
-    ]
-    tracks = link_detections(detections, max_distance_px=max_link_distance_px, max_gap_frames=1)
+    tracks = link_detections(
+        peaks, max_distance_px=max_link_distance_px, max_gap_frames=max_gap_frames
+    )
     events = []
     for track in tracks:
         best = max(track.detections, key=lambda d: d.value)
@@ -591,6 +608,8 @@ def predict_movie(
     batch_size: int = DEFAULT_BATCH_SIZE,
     write_movie: bool = True,
     max_link_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_gap_frames: int = DEFAULT_MAX_GAP_FRAMES,
+    merge_distance_px: float = DEFAULT_MERGE_DISTANCE_PX,
     progress: ProgressCallback | None = None,
     predictor: Predictor | None = None,
 ) -> MoviePrediction:
@@ -626,7 +645,12 @@ def predict_movie(
     write_movie
         Also write the probability movie (``T×Y×X`` uint8, probability × 255, zlib).
     max_link_distance_px
-        Largest jump (px) of the maximum between consecutive frames of one predicted event.
+        Largest jump (px) of a maximum between consecutive frames of one predicted event.
+    max_gap_frames
+        A maximum may join an event whose last maximum is at most this many frames before it
+        (2 bridges one frame below the threshold, as the annotations are linked).
+    merge_distance_px
+        Maxima of one probability map closer than this (px) are one.
     progress
         Called as ``progress(frames_done, n_frames)`` after each frame.
     predictor
@@ -682,6 +706,7 @@ def predict_movie(
             )
         step = _choose_frame_step(_movie_fps(movie_path), settings.get("fps"), notes)
         scores: list[FrameScore] = []
+        peaks: list[Detection] = []
         n_frames = reader.n_frames
 
         def scored_frames() -> Iterator[np.ndarray]:
@@ -696,6 +721,8 @@ def predict_movie(
                 batch_size=batch_size,
             ):
                 scores.append(_frame_score(t, prob))
+                if scores[-1].score > threshold:
+                    peaks.extend(_frame_peaks(t, prob, threshold, merge_distance_px))
                 if progress is not None:
                     progress(t + 1, n_frames)
                 yield prob
@@ -718,7 +745,7 @@ def predict_movie(
     if out_dir is not None:
         csv_path = prediction_paths(out_dir, kind)[0]
         atomic_write_text(csv_path, _csv_text(scores))
-    events = _events_from_scores(scores, threshold, max_link_distance_px)
+    events = _events_from_peaks(peaks, max_link_distance_px, max_gap_frames)
     return MoviePrediction(
         movie=movie_path,
         model_dir=model_dir,

@@ -1,7 +1,7 @@
 """A learning problem made from synthetic acquisitions, with whole acquisitions held out.
 
 :func:`build_learning_set` generates two independent trees of synthetic acquisitions with the
-project's generator (:func:`deep_events_dagster.core.synthetic.generate_tree`: tubular,
+project's generator (:func:`deep_events_dagster.testing.trees.generate_tree`: tubular,
 mitochondria-like structures; each event is a spot on a tubule, about as bright as the tubules
 themselves, so it is visible but not simply the brightest thing), ingests them with the core
 ingestion steps (metadata, Gaussian ground truth, event folders with auto-negatives), and builds
@@ -21,8 +21,8 @@ from typing import Any
 from deep_events_dagster.core.ingest import AcquisitionRef, event_documents, ingest_acquisition
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
-from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.core.training_set import TrainingSetResult, build_training_set
+from deep_events_dagster.testing.trees import generate_tree
 
 __all__ = [
     "SMALL_PROBLEM",

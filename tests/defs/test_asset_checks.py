@@ -11,10 +11,10 @@ import yaml
 
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.core import checks, ingest
-from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
 from deep_events_dagster.settings import IngestionParams, load_settings
+from deep_events_dagster.testing.trees import generate_tree
 
 KIND = "points"
 EXPECTED_CHECKS = {

@@ -29,8 +29,8 @@ import yaml
 
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.cli import main
-from deep_events_dagster.core.synthetic import SyntheticAcquisition, SyntheticTree, generate_tree
 from deep_events_dagster.defs.partitions import ACQUISITIONS
+from deep_events_dagster.testing.trees import SyntheticAcquisition, SyntheticTree, generate_tree
 
 KIND = "points"
 COLLECTION = f"event_data_{KIND}"

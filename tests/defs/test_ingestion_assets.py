@@ -7,10 +7,10 @@ import pytest
 import yaml
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
 from deep_events_dagster.settings import load_settings
+from deep_events_dagster.testing.trees import generate_tree
 
 
 @pytest.fixture

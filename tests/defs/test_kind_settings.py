@@ -9,10 +9,11 @@ import tifffile
 import yaml
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.core.synthetic import generate_tree, write_ome_movie
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
 from deep_events_dagster.settings import load_settings
+from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.trees import generate_tree
 
 
 def test_fluorescence_and_brightfield_kinds_from_the_same_annotations(tmp_path):
@@ -65,7 +66,7 @@ def test_fluorescence_and_brightfield_kinds_from_the_same_annotations(tmp_path):
 
 
 def test_a_lines_kind_draws_detects_and_crops_each_line(tmp_path):
-    from deep_events_dagster.core.synthetic_lines import ShapeSpec, write_napari_shapes_csv
+    from deep_events_dagster.testing.annotations import ShapeSpec, write_napari_shapes_csv
 
     tree = generate_tree(tmp_path / "data", seed=92, n_acquisitions=1, height=256, width=320,
                          n_frames=16, channels=1)  # fmt: skip

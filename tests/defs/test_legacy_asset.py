@@ -11,13 +11,13 @@ import tifffile
 import yaml
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.defs.legacy import (
+from deep_events_dagster.defs.ingestion.assets import legacy_events
+from deep_events_dagster.defs.ingestion.jobs import legacy_import_job
+from deep_events_dagster.defs.ingestion.legacy import (
     DEFAULT_LEGACY_COLLECTION,
     LEGACY_ASSET,
     LEGACY_CHECK,
     LEGACY_JOB,
-    legacy_events,
-    legacy_import_job,
 )
 from deep_events_dagster.defs.resources import CatalogResource
 

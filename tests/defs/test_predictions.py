@@ -10,15 +10,15 @@ import pytest
 import tifffile
 import yaml
 
-from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
-from deep_events_dagster.defs.predictions import PredictionResource
+from deep_events_dagster.defs.training.resources import PredictionResource
 from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.deploy import deploy_model, model_identity
 from deep_events_dagster.ml.evaluate import evaluate_model_folder
 from deep_events_dagster.ml.synthetic import write_synthetic_training_set
 from deep_events_dagster.settings import IngestionParams, load_settings
+from deep_events_dagster.testing.trees import generate_tree
 
 N_FRAMES = 24
 TINY = {"nb_filters": 2, "first_conv_size": 3, "epochs": 1, "batch_size": 4, "n_augmentations": 1}

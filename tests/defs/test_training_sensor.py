@@ -6,7 +6,7 @@ import yaml
 
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.resources import CatalogResource
-from deep_events_dagster.defs.training import TrainingResource
+from deep_events_dagster.defs.training.resources import TrainingResource
 from deep_events_dagster.settings import load_settings
 
 
@@ -100,7 +100,7 @@ def test_a_file_with_a_wrong_key_is_logged_and_the_good_file_still_runs(tmp_path
 
 
 def test_training_set_logs_the_keys_without_effect(tmp_path):
-    from deep_events_dagster.defs.training import training_set
+    from deep_events_dagster.defs.training.assets import training_set
 
     home = tmp_path / "home"
     training = home / "training"

@@ -341,7 +341,7 @@ class StagedAcquisition:
 
 def stage_acquisition(staging: Path, *, seed: int) -> StagedAcquisition:
     """One small synthetic acquisition (TYX, 24 frames of 320×400, µm CSV) in ``staging``."""
-    from deep_events_dagster.core.synthetic import generate_tree
+    from deep_events_dagster.testing.trees import generate_tree
 
     tree = generate_tree(staging, seed=seed, n_acquisitions=1, kinds=(KIND,))
     return StagedAcquisition(tree.root, tree.acquisitions[0])

@@ -27,13 +27,13 @@ import yaml
 
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.cluster import start_worker_process
-from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.settings import (
     CLUSTER_BACKEND_ENV,
     CLUSTER_BROKER_ENV,
     CLUSTER_STORAGE_ENV,
     storage_driver_url,
 )
+from deep_events_dagster.testing.trees import generate_tree
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,8 @@ import tifffile
 import yaml
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.core.synthetic import SyntheticAcquisition, generate_tree
 from deep_events_dagster.defs.partitions import ACQUISITIONS
+from deep_events_dagster.testing.trees import SyntheticAcquisition, generate_tree
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,12 @@ import yaml
 
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.cli import main
-from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.defs.build import build_definitions
+from deep_events_dagster.defs.partitions import TRAINING_RUNS
 from deep_events_dagster.defs.resources import CatalogResource
-from deep_events_dagster.defs.training import TRAINING_RUNS, TrainingResource
+from deep_events_dagster.defs.training.resources import TrainingResource
 from deep_events_dagster.settings import load_settings
+from deep_events_dagster.testing.trees import generate_tree
 
 TINY = {
     "nb_filters": 4,

@@ -123,6 +123,7 @@ def test_kinds_mapping_with_per_kind_choices(tmp_path):
 
     (tmp_path / "deep_events.yaml").write_text(
         "ingestion:\n  auto_negatives: 2\n  event_content: fission\n  add_post_frames: 3\n"
+        "  hard_negatives: 5\n"
         "kinds:\n"
         "  points:\n"
         "  bf_points: {annotations: points, channel_contrast: brightfield, add_post_frames: 0}\n"
@@ -133,6 +134,7 @@ def test_kinds_mapping_with_per_kind_choices(tmp_path):
     points = settings.kind_settings("points")
     assert points.options == KindOptions("points", event_content="fission")
     assert (points.params.auto_negatives, points.params.add_post_frames) == (2, 3)
+    assert points.params.hard_negatives == 5
     bf = settings.kind_settings("bf_points")
     assert bf.options.annotations == "points" and bf.options.contrasts == ("brightfield",)
     assert bf.params.add_post_frames == 0 and bf.params.auto_negatives == 2
@@ -149,6 +151,8 @@ def test_kinds_mapping_with_per_kind_choices(tmp_path):
         ("ingestion:\n  auto_negatives: 7\n", r"ingestion\.auto_negatives must be"),
         ("kinds:\n  a: {auto_negatives: -1}\n", r"kinds\.a\.auto_negatives must be"),
         ("ingestion:\n  label: {a: 1}\n", r"ingestion\.label must be a name or a list"),
+        ("ingestion:\n  hard_negatives: -2\n", r"ingestion\.hard_negatives must be a whole"),
+        ("kinds:\n  a: {hard_negatives: yes}\n", r"kinds\.a\.hard_negatives must be a whole"),
     ],
 )
 def test_bad_kind_settings_name_the_file_and_key(tmp_path, text, message):

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from deep_events_dagster.core.fsutil import atomic_path
-from deep_events_dagster.ml.export import (
+from deep_events_dagster.ml.export_predictors import (
     ONNX_INPUT,
     ONNX_OUTPUT,
     latest_frames_batches,
@@ -256,14 +256,15 @@ def load_onnx(path: str | Path, *, threads: int | None = None) -> Any:
     path
         An ONNX file.
     threads
-        Intra-op threads (default :data:`deep_events_dagster.ml.export.ONNX_THREADS`, 2: the
-        microscope PCs and the platform's workers share their cores).
+        Intra-op threads (default
+        :data:`deep_events_dagster.ml.export_predictors.ONNX_THREADS`, 2: the microscope PCs
+        and the platform's workers share their cores).
 
     Returns
     -------
     onnxruntime.InferenceSession
         Run it as ``session.run(["probabilities"], {"input": x})``; see also
-        :class:`~deep_events_dagster.ml.export.OnnxPredictor`.
+        :class:`~deep_events_dagster.ml.export_predictors.OnnxPredictor`.
     """
     return load_onnx_session(path, threads=threads)
 

@@ -1,5 +1,11 @@
 """Train a model on a training-set folder; also the ``trained_model`` asset's Pipes process.
 
+This module owns the training loop (:class:`TrainingSession`, :func:`prepare_training`,
+:func:`train`) and the command line (:func:`main`). It runs on the rest of the package: devices
+and autocast (:mod:`.devices`), checkpoints (:mod:`.checkpoints`), prediction
+(:mod:`.predictor`), pixel metrics (:mod:`.metrics`), TensorBoard (:mod:`.board`), networks
+(:mod:`.models`), losses (:mod:`.losses`) and the augmented data (:mod:`.data`).
+
 :func:`train` reads a training-set folder (see :mod:`deep_events_dagster.ml.torch.data`) and
 writes a model folder:
 
@@ -7,7 +13,8 @@ writes a model folder:
 ``settings.yaml``          the validated training settings (every key, defaults filled in)
 ``db_prompt.yaml``         copied from the training set: the catalog query it was built from
 ``training_set.yaml``      the manifest reference: ``path`` and ``id`` of the training set
-``model.pt``               the weights of the kept epoch (``monitor``); :func:`load_model`
+``model.pt``               the weights of the kept epoch (``monitor``);
+                           :func:`~.checkpoints.load_model`
 ``model_best.pt``          same as ``model.pt``, written whenever the kept epoch changes
 ``model_last.pt``          the weights of the last epoch (every ``save_frequency`` epochs)
 ``history.csv``            one row per epoch: losses, pixel precision/recall/F1 at 0.5, the
@@ -66,14 +73,12 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from deep_events_dagster.core.fsutil import atomic_path
 from deep_events_dagster.ml.arrays import (
     mask_statistics,
     oversampling_weights,
@@ -87,37 +92,35 @@ from deep_events_dagster.ml.model_folder import (
     TORCH_LAST_FILE,
     TORCH_WEIGHTS_FILE,
 )
+from deep_events_dagster.ml.torch.board import Board
+from deep_events_dagster.ml.torch.checkpoints import load_model, save_checkpoint
 from deep_events_dagster.ml.torch.data import AugmentedDataset, TrainingArrays, eval_batches
+from deep_events_dagster.ml.torch.devices import autocast_context, autocast_dtype, resolve_device
 from deep_events_dagster.ml.torch.losses import build_loss
+from deep_events_dagster.ml.torch.metrics import PixelCounts
 from deep_events_dagster.ml.torch.models import (
     build_model,
     count_parameters,
-    inference_copy,
     set_output_prior,
 )
+from deep_events_dagster.ml.torch.predictor import TorchPredictor, predict
 from deep_events_dagster.ml.training_log import (
     EpochResult,
     Trainer,
     TrainingSummary,
     run_training_command,
-    tensorboard_command,
     write_model_files,
 )
 
+# TorchPredictor and load_model live in .predictor and .checkpoints; they are re-exported here
+# because deep_events_dagster.ml.export imports them from this module.
 __all__ = [
-    "EpochResult",
-    "PixelCounts",
+    "EpochSampler",
     "TorchPredictor",
     "TrainingSession",
-    "TrainingSummary",
-    "autocast_dtype",
     "load_model",
-    "load_predictor",
     "main",
-    "predict",
     "prepare_training",
-    "resolve_device",
-    "tensorboard_command",
     "train",
 ]
 
@@ -125,319 +128,12 @@ __all__ = [
 # benchmarks/bench_learning.py; these values themselves were set, not tuned.
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 3
-CHECKPOINT_FORMAT = "deep-events-torch-model"
-CHECKPOINT_VERSION = 1
-
-
-# -- devices and precision -------------------------------------------------------------------
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """A torch device from ``"auto"`` (the first GPU when there is one, else the CPU),
-    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Reserves nothing (see
-    :func:`deep_events_dagster.ml.devices.allocate_device` for that)."""
-    if isinstance(spec, torch.device):
-        return spec
-    if str(spec).strip().lower() == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    from deep_events_dagster.ml.devices import parse_device
-
-    kind, index = parse_device(spec)
-    return torch.device("cpu") if kind == "cpu" else torch.device(f"cuda:{index}")
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def autocast_dtype(device: torch.device, mode: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``device`` under ``mixed_precision`` ``mode`` (None: float32).
-
-    CUDA: float16 unless ``"off"``. CPU: bfloat16 for ``"on"``, and for ``"auto"`` when the
-    CPU has native bfloat16 instructions (avx512_bf16 or AMX); float32 otherwise.
-    """
-    if mode == "off":
-        return None
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu" and (mode == "on" or _cpu_has_native_bf16()):
-        return torch.bfloat16
-    return None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-# -- checkpoints -----------------------------------------------------------------------------
-
-
-def _save_checkpoint(
-    path: Path,
-    model: torch.nn.Module,
-    settings: TrainingSettings,
-    in_channels: int,
-    epoch: int,
-    val_loss: float,
-    training_set_id: str,
-) -> None:
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "settings": settings.as_dict(),
-        "in_channels": int(in_channels),
-        "epoch": int(epoch),
-        "val_loss": float(val_loss),
-        "training_set_id": training_set_id,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The network saved in a checkpoint (``model.pt``), in eval mode on ``device``.
-
-    Raises
-    ------
-    ValueError
-        The file is not a deep-events torch checkpoint.
-    """
-    path = Path(path)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    settings = TrainingSettings.from_mapping(payload["settings"], source=str(path))
-    model = build_model(settings, int(payload["in_channels"]))
-    model.load_state_dict(payload["state_dict"])
-    return model.to(resolve_device(device)).eval()
-
-
-class TorchPredictor:
-    """A torch model behind :class:`deep_events_dagster.ml.backend.Predictor`.
-
-    ``precision="float32"`` (default) predicts exactly as the evaluation does. ``"auto"`` is
-    the fast path for whole movies: batch norm folded into the convolutions, channels-last
-    activations and bfloat16 autocast on CPUs with native bfloat16 instructions (float16 on
-    CUDA; float32 elsewhere) — probabilities within 0.02 of float32 in the tests, several times
-    faster on such CPUs (``make bench``, section ``predictions``).
-    """
-
-    def __init__(
-        self, model: torch.nn.Module, device: str | torch.device = "cpu", precision: str = "float32"
-    ):
-        if precision not in PREDICTION_PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(PREDICTION_PRECISIONS)}, got {precision!r}"
-            )
-        self.device = resolve_device(device)
-        self.dtype = None if precision == "float32" else autocast_dtype(self.device, "auto")
-        self.precision = "float32" if self.dtype is None else str(self.dtype).split(".")[-1]
-        self.model = model if precision == "float32" else inference_copy(model)
-        self.in_channels = int(getattr(model, "in_channels", 1))
-
-    def predict(self, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        """``N×T×H×W`` samples → ``N×H×W`` probabilities (see :func:`predict`)."""
-        if self.dtype is None:
-            return predict(self.model, images, batch_size=batch_size, device=self.device)
-        return _predict_fast(self.model, images, batch_size, self.device, self.dtype)
-
-
-PREDICTION_PRECISIONS = ("float32", "auto")
-
-
-@torch.inference_mode()
-def _predict_fast(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    batch_size: int,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> np.ndarray:
-    wanted = int(getattr(model, "in_channels", images.shape[1]))
-    if images.shape[1] > wanted:
-        images = images[:, -wanted:]
-    out = np.empty((len(images), *images.shape[-2:]), dtype=np.float32)
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
-        with _autocast(device, dtype):
-            logits = model(x)
-        out[start : start + len(x)] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-    return out
-
-
-def load_predictor(
-    model_dir: str | Path, device: str | torch.device = "cpu", precision: str = "float32"
-) -> TorchPredictor:
-    """The kept weights of a torch model folder (``model.pt``) as a predictor
-    (``precision``: see :class:`TorchPredictor`)."""
-    device = resolve_device(device)
-    model = load_model(Path(model_dir) / TORCH_WEIGHTS_FILE, device)
-    return TorchPredictor(model, device, precision)
-
-
-# -- prediction ------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def predict(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    batch_size: int = 8,
-    device: str | torch.device = "cpu",
-) -> np.ndarray:
-    """Probabilities ``σ(logits)`` for a stack of samples.
-
-    Parameters
-    ----------
-    model
-        A network from :func:`load_model` or
-        :func:`~deep_events_dagster.ml.torch.models.build_model`.
-    images
-        ``N×T×H×W`` float32 (a memory map is fine: read batch by batch).
-    batch_size
-        Samples per forward pass.
-    device
-        Where to compute (float16 autocast on CUDA, float32 on CPU).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``N×H×W`` float32 in [0, 1].
-    """
-    device = resolve_device(device)
-    wanted = int(getattr(model, "in_channels", images.shape[1]))
-    if images.shape[1] > wanted:  # a training set of longer windows: the latest frames
-        images = images[:, -wanted:]
-    was_training = model.training
-    model.eval()
-    dtype = torch.float16 if device.type == "cuda" else None
-    out = np.empty((len(images), *images.shape[-2:]), dtype=np.float32)
-    start = 0
-    for x, _ in eval_batches(images, None, batch_size):
-        with _autocast(device, dtype):
-            logits = model(x.to(device, non_blocking=True))
-        probabilities = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-        out[start : start + len(probabilities)] = probabilities
-        start += len(probabilities)
-    model.train(was_training)
-    return out
-
-
-# -- metrics ---------------------------------------------------------------------------------
-
-
-class PixelCounts:
-    """Running loss and pixel confusion counts at probability 0.5 (logit 0)."""
-
-    def __init__(self, device: torch.device):
-        self.counts = torch.zeros(3, dtype=torch.float64, device=device)  # tp, fp, fn
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.samples = 0
-
-    @torch.no_grad()
-    def add(self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
-        predicted = logits > 0
-        positive = target > 0.5
-        self.counts += torch.stack(
-            [
-                (predicted & positive).sum(),
-                (predicted & ~positive).sum(),
-                (~predicted & positive).sum(),
-            ]
-        ).to(torch.float64)
-        n = int(logits.shape[0])
-        self.loss_sum += loss.detach().to(torch.float64) * n  # no host sync per step
-        self.samples += n
-
-    def result(self) -> tuple[float, float, float, float]:
-        """(mean loss, precision, recall, F1); NaN when nothing was added."""
-        if self.samples == 0:
-            return (math.nan,) * 4
-        tp, fp, fn = (float(v) for v in self.counts.cpu())
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-        return float(self.loss_sum) / self.samples, precision, recall, f1
-
-
-# -- TensorBoard -----------------------------------------------------------------------------
-
-
-class _Board:
-    """TensorBoard scalars and image panels; a no-op (with one warning) without tensorboard."""
-
-    def __init__(self, folder: Path, log: Callable[[str], None]):
-        self.writer = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:  # tensorboard is a dependency; be robust anyway
-            log(f"TensorBoard logging disabled: {exc}")
-            return
-        self.writer = SummaryWriter(log_dir=str(folder))
-
-    def batch_loss(self, step: int, loss: float) -> None:
-        if self.writer is not None:
-            self.writer.add_scalar("loss/train_batch", loss, step)
-
-    def text(self, tag: str, text: str) -> None:
-        if self.writer is not None:
-            self.writer.add_text(tag, text, 0)
-
-    def epoch(self, result: EpochResult) -> None:
-        if self.writer is None:
-            return
-        step = result.epoch
-        self.writer.add_scalar("loss/train", result.train_loss, step)
-        self.writer.add_scalar("f1_at_0.5/train", result.train_f1, step)
-        if not math.isnan(result.val_loss):
-            self.writer.add_scalar("loss/val", result.val_loss, step)
-            self.writer.add_scalar("event_f1_at_0.5/val", result.val_event_f1, step)
-            self.writer.add_scalar("f1_at_0.5/val", result.val_f1, step)
-            self.writer.add_scalar("precision_at_0.5/val", result.val_precision, step)
-            self.writer.add_scalar("recall_at_0.5/val", result.val_recall, step)
-        self.writer.add_scalar("learning_rate", result.learning_rate, step)
-        self.writer.add_scalar("speed/samples_per_s", result.samples_per_s, step)
-
-    def panels(self, images: np.ndarray, masks: np.ndarray, probabilities: np.ndarray, step: int):
-        """``input (last frame) | ground truth | prediction`` per sample, one row each."""
-        if self.writer is None or len(images) == 0:
-            return
-        rows = []
-        for image, mask, probability in zip(images, masks, probabilities):
-            frame = image[-1].astype(np.float32)
-            low, high = float(frame.min()), float(frame.max())
-            frame = (frame - low) / (high - low) if high > low else np.zeros_like(frame)
-            gap = np.ones((frame.shape[0], 2), dtype=np.float32)
-            rows.append(np.concatenate([frame, gap, mask, gap, probability], axis=1))
-            rows.append(np.ones((2, rows[-1].shape[1]), dtype=np.float32))
-        panel = np.clip(np.concatenate(rows[:-1], axis=0), 0.0, 1.0)
-        self.writer.add_image("eval/input|ground_truth|prediction", panel[None], step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-
-
-# -- training --------------------------------------------------------------------------------
 
 
 def _default_workers(device: torch.device, requested: int) -> int:
@@ -545,7 +241,7 @@ class TrainingSession:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on a batch already on the device; returns (logits, loss)."""
         self.optimizer.zero_grad(set_to_none=True)
-        with _autocast(self.device, self.dtype):
+        with autocast_context(self.device, self.dtype):
             logits = self.model(x)
         loss = self.loss_fn(logits, y)
         self.scaler.scale(loss).backward()
@@ -605,7 +301,7 @@ class TrainingSession:
         for x, y in eval_batches(data.eval_images, data.eval_masks, batch_size):
             x = self.to_device(x)
             y = y.to(self.device, non_blocking=True)
-            with _autocast(self.device, self.dtype):
+            with autocast_context(self.device, self.dtype):
                 logits = self.model(x)
             counts.add(logits, y, self.loss_fn(logits, y))
             maxima.append(torch.sigmoid(logits.float().amax(dim=(1, 2, 3))).cpu().numpy())
@@ -629,7 +325,7 @@ class TrainingSession:
 
     def save(self, path: Path, epoch: int, score: float) -> None:
         """Write a checkpoint (see :func:`load_model`)."""
-        _save_checkpoint(
+        save_checkpoint(
             path, self.model, self.settings, self.in_channels, epoch, score, self.data.manifest_id
         )
 
@@ -742,7 +438,7 @@ def train(
     return run_epochs(
         session,
         model_dir,
-        _Board(settings.tensorboard_dir(model_dir), log),
+        Board(settings.tensorboard_dir(model_dir), log),
         checkpoints=Checkpoints(TORCH_BEST_FILE, TORCH_LAST_FILE, TORCH_WEIGHTS_FILE),
         backend="torch",
         label=settings.model,

@@ -1,44 +1,29 @@
-"""Tests for the event catalog (embedded montydb; a MongoDB server when one is configured)."""
+"""The event catalog protocol: the factory, naming, and the same operations run against every
+implementation available (embedded montydb, the server implementation over a montydb client,
+and a MongoDB server when ``DEEP_EVENTS_TEST_MONGO_URI`` is set)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
-import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deep_events_dagster.catalog import (
+    EmbeddedCatalog,
     EventCatalog,
     PartitionWriteResult,
+    ServerCatalog,
     UpsertResult,
     collection_name,
     mask_uri,
+    open_catalog,
 )
-from deep_events_dagster.catalog import catalog as catalog_module
-from deep_events_dagster.core.crops import event_id
 from deep_events_dagster.core.errors import ConfigurationError
-
-MONGO_ENV = "DEEP_EVENTS_TEST_MONGO_URI"
-
-
-def _doc(key: str, n: int, *, extraction: str = "automatic", **extra) -> dict:
-    box = (n, n + 1, n + 256, n + 257)
-    return {
-        "_id": event_id(key, "points", (n, n + 10), box, extraction),
-        "acquisition_key": key,
-        "extraction_type": extraction,
-        "frames": (np.int64(n), np.int64(n + 10)),
-        "crop_box": np.array(box),
-        "event_path": Path("/data/event_data_points") / f"ev_{n}",
-        "fps": np.float32(2.5),
-        "type": "event",
-        **extra,
-    }
+from tests.unit.catalog.catalog_docs import MONGO_ENV
+from tests.unit.catalog.catalog_docs import make_doc as _doc
 
 
 def _snapshot(catalog: EventCatalog, collection: str) -> list[dict]:
@@ -56,9 +41,9 @@ def catalog_and_collection(request, tmp_path):
         # the MongoDB-server code path (``$in`` queries, no file lock) over a montydb client
         import montydb
 
-        EventCatalog.open(None, home=tmp_path).close()  # configures the folder
+        EmbeddedCatalog.open_folder(tmp_path / "catalog").close()  # configures the folder
         client = montydb.MontyClient(str(tmp_path / "catalog"))
-        catalog = EventCatalog(client, "deep_events", display="test")
+        catalog = ServerCatalog(client, "deep_events", display="test")
         assert not catalog.is_embedded
     else:
         catalog = EventCatalog.open(None, home=tmp_path)
@@ -227,26 +212,6 @@ def test_find_partition_and_ids_living_elsewhere(catalog_and_collection):
     assert "label" not in moved[0]
 
 
-def test_embedded_partition_lookup_reads_only_the_partition(tmp_path, monkeypatch):
-    catalog = EventCatalog.open(None, home=tmp_path)
-    coll = collection_name("test_fast")
-    odd = {"_id": 12345, "acquisition_key": "acq/x", "type": "event"}  # not a string id
-    catalog.upsert_documents(coll, [odd])
-    catalog.replace_partition(coll, "acq/a", [_doc("acq/a", n) for n in range(3)])
-    monty = catalog._collection(coll)
-
-    def no_full_scans(*args, **kwargs):
-        raise AssertionError("montydb scanned the collection")
-
-    monkeypatch.setattr(type(monty), "find", no_full_scans)
-    assert {d["_id"] for d in catalog.find_partition(coll, "acq/x")} == {odd["_id"]}
-    assert len(catalog.find_partition(coll, "acq/a")) == 3
-    # a non-string id given to a partition write is found through montydb's key encoding
-    result = catalog.replace_partition(coll, "acq/x", [dict(odd, label="again")])
-    assert result == PartitionWriteResult(inserted=0, replaced=1, deleted_stale=0, kept_manual=0)
-    catalog.close()
-
-
 def test_documents_round_trip_as_plain_values(catalog_and_collection):
     catalog, coll = catalog_and_collection
     doc = _doc("acq/a", 3, nested={"pos": (np.int32(4), np.float64(1.25))})
@@ -329,173 +294,62 @@ def test_invalid_documents_are_refused(catalog_and_collection):
     assert stored["acquisition_key"] == "a" and stored["extraction_type"] == "automatic"
 
 
-# -- crash repair (embedded) ----------------------------------------------------------------
+def test_set_field(catalog_and_collection):
+    catalog, coll = catalog_and_collection
+    docs = [_doc("a", n) for n in range(4)]
+    catalog.replace_partition(coll, "a", docs)
+    values = {docs[0]["_id"]: "train", docs[2]["_id"]: np.str_("eval"), "0" * 24: "missing"}
+    assert catalog.set_field(coll, values, "dataset_split") == 2
+    found = {d["_id"]: d.get("dataset_split") for d in catalog.find(coll)}
+    assert found == {
+        docs[0]["_id"]: "train",
+        docs[1]["_id"]: None,
+        docs[2]["_id"]: "eval",
+        docs[3]["_id"]: None,
+    }
+    assert catalog.set_field(coll, {}, "dataset_split") == 0
 
 
-def test_interrupted_replace_is_repaired_by_the_next(tmp_path, monkeypatch):
-    coll = "event_data_points"
-    with EventCatalog.open(None, home=tmp_path) as catalog:
-        catalog.replace_partition(coll, "a", [_doc("a", n) for n in range(4)])
-        catalog.replace_partition(coll, "b", [_doc("b", n) for n in range(2)])
-        run = [dict(_doc("a", n), label="v2") for n in range(2, 6)]
+# -- the protocol and the factory ---------------------------------------------------------
 
-        real_delete = EventCatalog._delete_ids
-
-        def delete_then_die(self, *args, **kwargs):
-            real_delete(self, *args, **kwargs)
-            raise KeyboardInterrupt  # killed between montydb's transactions
-
-        monkeypatch.setattr(EventCatalog, "_delete_ids", delete_then_die)
-        with pytest.raises(KeyboardInterrupt):
-            catalog.replace_partition(coll, "a", run)
-        monkeypatch.undo()
-        broken = catalog.find(coll, {"acquisition_key": "a"})
-        assert {d["_id"] for d in broken} < {d["_id"] for d in [*run]} | {
-            _doc("a", n)["_id"] for n in range(4)
-        }
-
-    with EventCatalog.open(None, home=tmp_path) as catalog:  # lock released by the "crash"
-        catalog.replace_partition(coll, "a", run)
-        docs = _snapshot(catalog, coll)
-    assert [d["_id"] for d in docs if d["acquisition_key"] == "a"] == sorted(d["_id"] for d in run)
-    assert all(d["label"] == "v2" for d in docs if d["acquisition_key"] == "a")
-    assert len([d for d in docs if d["acquisition_key"] == "b"]) == 2
+PROTOCOL_MEMBERS = [
+    "open",
+    "embedded_folder",
+    "collection_name",
+    "is_embedded",
+    "database_name",
+    "describe",
+    "find",
+    "count",
+    "find_partition",
+    "replace_partition",
+    "upsert_documents",
+    "delete_partition",
+    "mark_partition_removed",
+    "set_field",
+    "close",
+]
 
 
-def test_table_less_collection_file_is_repaired(tmp_path):
-    with EventCatalog.open(None, home=tmp_path):
-        pass
-    broken = tmp_path / "catalog" / "deep_events" / "event_data_points.collection"
-    broken.parent.mkdir(parents=True, exist_ok=True)
-    broken.write_bytes(b"")  # what a kill between montydb's connect and CREATE TABLE leaves
-    with EventCatalog.open(None, home=tmp_path) as catalog:
-        assert catalog.find("event_data_points") == []
-        catalog.replace_partition("event_data_points", "a", [_doc("a", 1)])
-        assert catalog.count("event_data_points") == 1
-
-
-def test_lock_is_reentrant_and_shared_for_reads(tmp_path):
-    with EventCatalog.open(None, home=tmp_path) as catalog:
-        with catalog._locked(exclusive=False), catalog._locked(exclusive=True):
-            catalog.replace_partition("event_data_points", "a", [_doc("a", 1)])
-            assert catalog._lock_exclusive
-        assert not catalog._lock_exclusive and catalog._lock_depth == 0
-        # readers in two catalogs at once (once a catalog knows the collection exists)
-        with EventCatalog.open(None, home=tmp_path) as other:
-            assert other.count("event_data_points") == 1
-            with catalog._locked(exclusive=False):
-                assert other.count("event_data_points") == 1
-                assert other.find("event_data_points")[0]["acquisition_key"] == "a"
-
-
-def test_lock_held_elsewhere_times_out(tmp_path, monkeypatch):
-    import fcntl
-
-    with EventCatalog.open(None, home=tmp_path) as catalog:
-        catalog.replace_partition("event_data_points", "a", [_doc("a", 1)])
-        fd = os.open(tmp_path / "catalog" / ".catalog.lock", os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            monkeypatch.setattr(catalog_module, "LOCK_TIMEOUT_S", 0.2)
-            with pytest.raises(TimeoutError, match=re.escape(".catalog.lock")):
-                catalog.replace_partition("event_data_points", "a", [])
-            with pytest.raises(TimeoutError):
-                catalog.count("event_data_points")
-            fcntl.flock(fd, fcntl.LOCK_SH)  # readers may share
-            assert catalog.count("event_data_points") == 1
-        finally:
-            os.close(fd)
-        assert catalog.replace_partition("event_data_points", "a", []).deleted_stale == 1
-
-
-def test_database_locked_is_retried(tmp_path, monkeypatch):
-    import sqlite3
-
-    monkeypatch.setattr(catalog_module.time, "sleep", lambda s: None)
-    with EventCatalog.open(None, home=tmp_path) as catalog:
-        calls = []
-
-        def flaky():
-            calls.append(1)
-            if len(calls) < 3:
-                raise sqlite3.OperationalError("database is locked")
-            return "ok"
-
-        assert catalog._run(flaky, exclusive=True) == "ok"
-        assert len(calls) == 3
-
-        def broken():
-            raise sqlite3.OperationalError("no such column: x")
-
-        with pytest.raises(sqlite3.OperationalError, match="no such column"):
-            catalog._run(broken, exclusive=True)
-
-
-# -- concurrency -----------------------------------------------------------------------------
-
-
-def _concurrent_writer(home: str, key: str, barrier, queue) -> None:
-    try:
-        docs = [_doc(key, n) for n in range(300)]
-        barrier.wait(timeout=60)
-        with EventCatalog.open(None, home=Path(home)) as catalog:
-            first = catalog.replace_partition("event_data_points", key, docs)
-            again = catalog.replace_partition("event_data_points", key, docs[:250])
-            count = catalog.count("event_data_points", {"acquisition_key": key})
-            final = catalog.replace_partition("event_data_points", key, docs)
-        queue.put((key, first, again, count, final, None))
-    except BaseException as exc:  # report everything to the parent
-        queue.put((key, None, None, None, None, f"{type(exc).__name__}: {exc}"))
-
-
-def test_four_processes_write_one_fresh_catalog(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(4)
-    queue = ctx.Queue()
-    keys = [f"cell/acq{i}" for i in range(4)]
-    procs = [
-        ctx.Process(target=_concurrent_writer, args=(str(tmp_path), key, barrier, queue))
-        for key in keys
-    ]
-    start = time.monotonic()
-    for proc in procs:
-        proc.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
-    errors = [r[-1] for r in results if r[-1]]
-    assert not errors, errors
-    for _key, first, again, count, final, _ in results:
-        assert first == PartitionWriteResult(300, 0, 0, 0)
-        assert again == PartitionWriteResult(0, 250, 50, 0)
-        assert count == 250
-        assert final == PartitionWriteResult(50, 250, 0, 0)
-    with EventCatalog.open(None, home=tmp_path) as catalog:
-        assert catalog.count("event_data_points") == 1200
-        for key in keys:
-            assert catalog.count("event_data_points", {"acquisition_key": key}) == 300
-    assert time.monotonic() - start < 60
-
-
-def test_set_field_updates_only_given_documents(tmp_path):
-    from deep_events_dagster.catalog import EventCatalog
-
-    with EventCatalog.open(None, home=tmp_path) as catalog:
-        docs = [
-            {"_id": f"{i:024x}", "acquisition_key": "/a", "extraction_type": "automatic"}
-            for i in range(5)
-        ]
-        catalog.replace_partition("event_data_points", "/a", docs)
-        matched = catalog.set_field(
-            "event_data_points", {docs[0]["_id"]: "train", docs[3]["_id"]: "eval"}, "dataset_split"
+def test_implementations_follow_the_protocol(catalog_and_collection):
+    catalog, _ = catalog_and_collection
+    assert isinstance(catalog, EventCatalog)
+    inherited = {"embedded_folder", "collection_name"}  # the protocol's own, shared by all
+    for member in PROTOCOL_MEMBERS:
+        assert member in vars(EventCatalog), member
+        owner = next(cls for cls in type(catalog).__mro__ if member in vars(cls))
+        assert (owner is EventCatalog) == (member in inherited), (
+            f"{type(catalog).__name__}.{member} comes from {owner.__name__}"
         )
-        assert matched == 2
-        found = {d["_id"]: d.get("dataset_split") for d in catalog.find("event_data_points")}
-        assert found == {
-            docs[0]["_id"]: "train",
-            docs[1]["_id"]: None,
-            docs[2]["_id"]: None,
-            docs[3]["_id"]: "eval",
-            docs[4]["_id"]: None,
-        }
+    assert catalog.__enter__() is catalog  # closed by the fixture
+
+
+def test_factory_picks_the_implementation(tmp_path):
+    with EventCatalog.open(None, home=tmp_path) as catalog:
+        assert type(catalog) is EmbeddedCatalog
+    with open_catalog("montydb://elsewhere", home=tmp_path) as catalog:
+        assert type(catalog) is EmbeddedCatalog
+    with open_catalog("mongodb://localhost:27017", home=tmp_path) as catalog:
+        assert type(catalog) is ServerCatalog
+    assert EventCatalog.embedded_folder("mongodb://localhost", home=tmp_path) is None
+    assert EventCatalog.embedded_folder("", home=tmp_path) == (tmp_path / "catalog").resolve()

@@ -8,11 +8,13 @@ import tifffile
 
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.events import (
+    Box,
     Detection,
     crop_box,
     detect_events,
     detect_events_in_file,
     find_frame_maxima,
+    hard_negative_boxes,
     link_detections,
     merge_windows,
     negative_boxes,
@@ -21,6 +23,7 @@ from deep_events_dagster.core.events import (
 )
 from deep_events_dagster.core.ground_truth import (
     GroundTruthReader,
+    Window,
     iter_ground_truth,
     read_ground_truth_support,
     render_frame,
@@ -63,6 +66,26 @@ def test_merge_windows() -> None:
     # touching but not overlapping windows stay apart; chains merge transitively
     assert merge_windows([(0, 10, 0, 10), (10, 20, 0, 10)]) == [(0, 10, 0, 10), (10, 20, 0, 10)]
     assert merge_windows([(0, 10, 0, 10), (9, 20, 9, 20), (19, 30, 0, 30)]) == [(0, 30, 0, 30)]
+
+
+def test_boxes_and_windows_name_their_order() -> None:
+    # a crop box is (x0, y0, x1, y1), a ground-truth window (y0, y1, x0, x1)
+    box = crop_box(290, 590, crop_size=256, height=300, width=600)
+    assert isinstance(box, Box) and (box.x0, box.y0, box.x1, box.y1) == (344, 44, 600, 300)
+    assert list(box) == [344, 44, 600, 300]
+    (window,) = merge_windows([(5, 15, 20, 40)])
+    assert isinstance(window, Window)
+    assert (window.y0, window.y1, window.x0, window.x1) == (5, 15, 20, 40)
+    negatives = negative_boxes(
+        Box(100, 100, 164, 164),
+        crop_size=64,
+        height=400,
+        width=400,
+        gt_has_signal=lambda box, frames: False,
+        frames=(0, 3),
+        count=1,
+    )
+    assert negatives == [Box(x0=100, y0=36, x1=164, y1=100)]  # one crop size up: y shifts
 
 
 # --------------------------------------------------------------------------- maxima
@@ -373,3 +396,60 @@ def test_negative_boxes_in_file_count(tmp_path: Path) -> None:
     assert len(full[0]) == 4
     for count in (0, 2, 4):
         assert negative_boxes_in_file(path, [event], count=count) == [full[0][:count]]
+
+
+def _blob(image: np.ndarray, y: int, x: int, value: float) -> None:
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    image += value * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 3.0**2))
+
+
+def test_hard_negatives_are_the_brightest_signal_free_places_far_apart() -> None:
+    frame = np.zeros((200, 300), dtype=np.float32)
+    _blob(frame, 50, 60, 900)  # brightest, but the ground truth has signal there
+    _blob(frame, 150, 220, 700)
+    _blob(frame, 150, 235, 650)  # next to the previous one: the same place
+    _blob(frame, 40, 200, 500)
+    _blob(frame, 160, 40, 300)
+    frame[100, 150] = 5000  # a hot pixel: bright, but not over a place
+
+    def has_signal(box, frames):
+        return box.x0 <= 60 < box.x1 and box.y0 <= 50 < box.y1
+
+    kept = hard_negative_boxes(
+        [(10, frame)], count=2, crop_size=64, n_frames=30, length=6, gt_has_signal=has_signal
+    )
+
+    assert kept == [((7, 13), (188, 118, 252, 182)), ((7, 13), (168, 8, 232, 72))]
+    assert all(isinstance(box, Box) for _frames, box in kept)
+    more = hard_negative_boxes(
+        [(10, frame)], count=5, crop_size=64, n_frames=30, length=6, gt_has_signal=has_signal
+    )
+    # the twin 15 px away is the same place; the hot pixel, blurred, is the dimmest
+    assert [box for _f, box in more] == [
+        (188, 118, 252, 182),
+        (168, 8, 232, 72),
+        (8, 128, 72, 192),
+        (118, 68, 182, 132),
+    ]
+
+
+def test_hard_negative_frames_stay_inside_the_movie_and_count_is_checked() -> None:
+    frame = np.zeros((100, 100), dtype=np.float32)
+    _blob(frame, 50, 50, 800)
+    never = lambda box, frames: False  # noqa: E731
+    assert hard_negative_boxes(
+        [(0, frame)], count=1, crop_size=32, n_frames=20, length=6, gt_has_signal=never
+    ) == [((0, 6), (34, 34, 66, 66))]
+    assert hard_negative_boxes(
+        [(19, frame)], count=1, crop_size=32, n_frames=20, length=6, gt_has_signal=never
+    )[0][0] == (14, 20)
+    assert (
+        hard_negative_boxes(
+            [(0, frame)], count=0, crop_size=32, n_frames=20, length=6, gt_has_signal=never
+        )
+        == []
+    )
+    with pytest.raises(ValueError, match="hard negatives"):
+        hard_negative_boxes(
+            [(0, frame)], count=-1, crop_size=32, n_frames=20, length=6, gt_has_signal=never
+        )

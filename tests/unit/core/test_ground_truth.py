@@ -13,6 +13,7 @@ from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.fsutil import TEMP_PREFIX
 from deep_events_dagster.core.ground_truth import (
     GroundTruthReader,
+    Window,
     iter_ground_truth,
     read_ground_truth_support,
     render_frame,
@@ -174,6 +175,9 @@ def test_write_ground_truth_round_trip_and_sidecar(tmp_path: Path) -> None:
 
     support = read_ground_truth_support(target)
     assert support == summary.support
+    assert all(isinstance(w, Window) for ws in support.values() for w in ws)
+    # written as plain [y0, y1, x0, x1] lists
+    assert side["support"] == {str(t): [list(w) for w in ws] for t, ws in support.items()}
     for t in range(6):
         mask = covered(support.get(t, []), (300, 500))
         assert not (data[t] > 0)[~mask].any(), t

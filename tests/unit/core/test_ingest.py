@@ -13,11 +13,11 @@ from deep_events_dagster.core.ingest import (
     ingest_acquisition,
     make_ground_truth,
     make_metadata,
-    read_manifest,
+    read_events_manifest,
 )
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary, read_db_yaml
-from deep_events_dagster.core.synthetic import generate_tree
+from deep_events_dagster.testing.trees import generate_tree
 
 POST = 5
 
@@ -195,7 +195,7 @@ def test_reingestion_is_idempotent_and_follows_csv_changes(tmp_path, vocabulary)
         e.folder.name for e in third.events
     )
     assert [d["_id"] for d in event_documents(third.manifest)] == [e.event_id for e in third.events]
-    assert len(read_manifest(third.manifest)) == len(third.events)
+    assert len(read_events_manifest(third.manifest)) == len(third.events)
 
 
 def test_output_root_leaves_data_untouched(tmp_path, vocabulary):
@@ -244,3 +244,32 @@ def test_points_outside_the_movie_are_reported_with_file(tmp_path, vocabulary):
         make_ground_truth(ref, "points", Layout())
     assert csv.name in str(err.value)
     assert not (acq.folder / "ground_truth_points.tif").exists()
+
+
+def test_hard_negatives_add_signal_free_crops_at_bright_places(tmp_path, vocabulary):
+    tree = generate_tree(tmp_path / "data", seed=4, n_acquisitions=1, height=320, width=400)
+    acq = tree.acquisitions[0]
+    ref = AcquisitionRef(folder=acq.folder, root=tree.root)
+    make_metadata(ref, Layout(), vocabulary)
+    make_ground_truth(ref, "points", Layout())
+    plain = extract_events(ref, "points", Layout(), crop_size=128)
+    step = extract_events(ref, "points", Layout(), crop_size=128, hard_negatives=3)
+
+    before = {(e.frames, tuple(e.crop_box)) for e in plain.events}
+    added = [e for e in step.events if (e.frames, tuple(e.crop_box)) not in before]
+    assert len(added) == 3 and not any(e.positive for e in added)
+    assert step.n_positive == plain.n_positive
+    lengths = sorted(e.frames[1] - e.frames[0] for e in plain.events if e.positive)
+    gt = tifffile.imread(acq.folder / "ground_truth_points.tif")
+    movie = tifffile.imread(acq.movie_path)
+    movie = movie[:, 0] if movie.ndim == 4 else movie
+    for e in added:
+        assert e.frames[1] - e.frames[0] == int(np.median(lengths))
+        x0, y0, x1, y1 = e.crop_box
+        assert (x1 - x0, y1 - y0) == (128, 128)
+        assert not gt[e.frames[0] : e.frames[1], y0:y1, x0:x1].any()
+        # centred on a place brighter than the movie's typical pixel by far
+        crop = movie[e.frames[0] : e.frames[1], y0:y1, x0:x1]
+        assert crop.max() > np.percentile(movie, 99)
+    entries = {entry["_id"]: entry for entry in read_events_manifest(step.manifest)}
+    assert {entries[e.event_id]["document"]["label"] for e in added} == {"negative"}

@@ -8,7 +8,7 @@ import tifffile
 import yaml
 
 from deep_events_dagster.core.errors import ConfigurationError, MetadataError, MovieError
-from deep_events_dagster.core.ingest import AcquisitionRef, ingest_acquisition, read_manifest
+from deep_events_dagster.core.ingest import AcquisitionRef, ingest_acquisition, read_events_manifest
 from deep_events_dagster.core.kinds import (
     KindOptions,
     Variant,
@@ -21,7 +21,8 @@ from deep_events_dagster.core.kinds import (
 )
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
-from deep_events_dagster.core.synthetic import generate_tree, write_ome_movie
+from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.trees import generate_tree
 
 KIND = "points"
 
@@ -113,7 +114,7 @@ def _run(tree, acq, options: KindOptions, **params):
         crop_size=128,
         **params,
     )
-    return report, read_manifest(report.events[KIND].manifest)
+    return report, read_events_manifest(report.events[KIND].manifest)
 
 
 def test_crops_come_from_the_brightfield_movie_of_the_same_acquisition(tmp_path):
@@ -192,7 +193,7 @@ def test_annotations_of_another_kind_feed_this_kind(tmp_path):
         kind_options={"bf_points": KindOptions(annotations=KIND)},
         crop_size=128,
     )
-    entries = read_manifest(report.events["bf_points"].manifest)
+    entries = read_events_manifest(report.events["bf_points"].manifest)
     assert sum(e["positive"] for e in entries) == len(acq.events_of(KIND))
     assert all(e["document"]["kind"] == "bf_points" for e in entries)
     assert (tree.root / "event_data_bf_points").is_dir()

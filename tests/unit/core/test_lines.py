@@ -38,7 +38,7 @@ from deep_events_dagster.core.ground_truth import (
     sidecar_path,
     write_ground_truth,
 )
-from deep_events_dagster.core.synthetic_lines import ShapeSpec, write_napari_shapes_csv
+from deep_events_dagster.testing.annotations import ShapeSpec, write_napari_shapes_csv
 
 HEADER_3 = "index,shape-type,vertex-index,axis-0,axis-1,axis-2\n"
 HEADER_4 = "index,shape-type,vertex-index,axis-0,axis-1,axis-2,axis-3\n"

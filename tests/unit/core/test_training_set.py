@@ -11,33 +11,36 @@ import pytest
 import tifffile
 import yaml
 
-from deep_events_dagster.core import training_set
 from deep_events_dagster.core.errors import ConfigurationError
-from deep_events_dagster.core.fsutil import TEMP_PREFIX
-from deep_events_dagster.core.training_set import (
-    COMPLETE_NAME,
-    SKIP_NO_FOLDER,
+from deep_events_dagster.core.frame_windows import (
     SKIP_NO_FPS,
     SKIP_NOT_MULTIPLE,
-    SKIP_OTHER_SPLIT,
-    SKIP_SIZE,
     SKIP_SLOWER,
-    SKIP_SUBSET,
-    SKIP_TOO_SHORT,
-    TrainingSetParameters,
-    assign_split,
-    assign_splits,
-    build_training_set,
     frame_step,
-    in_subset,
-    is_complete,
-    montage,
-    normalize_image_frames,
-    normalize_mask_frames,
-    read_manifest,
-    smooth_mask_frames,
     window_ends,
 )
+from deep_events_dagster.core.fsutil import TEMP_PREFIX
+from deep_events_dagster.core.montage import montage
+from deep_events_dagster.core.normalisation import (
+    normalize_image_frames,
+    normalize_mask_frames,
+    smooth_mask_frames,
+)
+from deep_events_dagster.core.splits import _unit_hash, assign_split, assign_splits, in_subset
+from deep_events_dagster.core.training_events import SKIP_NO_FOLDER
+from deep_events_dagster.core.training_set import (
+    SKIP_OTHER_SPLIT,
+    SKIP_SIZE,
+    SKIP_SUBSET,
+    SKIP_TOO_SHORT,
+    build_training_set,
+)
+from deep_events_dagster.core.training_set_folder import (
+    COMPLETE_NAME,
+    is_complete,
+    read_training_set_manifest,
+)
+from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 
 SIZE = 32
 MARK = (20, 20)  # where the ground truth of frame t holds (t + 1) / 10
@@ -185,7 +188,7 @@ def test_an_empty_side_gets_the_nearest_unit():
     ids = [f"{i:024x}" for i in range(200) if assign_split(f"{i:024x}", 0.01) == "train"][:3]
     docs = [{"_id": i} for i in ids]
     splits, new = assign_splits(docs, train_val_split=0.01)
-    lowest = min(ids, key=lambda i: training_set._unit_hash("deep-events-split-v1", i))
+    lowest = min(ids, key=lambda i: _unit_hash("deep-events-split-v1", i))
     assert splits == {i: ("eval" if i == lowest else "train") for i in ids}
     assert new == splits
     assert assign_splits(list(reversed(docs)), train_val_split=0.01)[0] == splits
@@ -328,7 +331,7 @@ def test_parameters_are_validated():
 
 def _check_samples(path: Path, n_timepoints: int) -> dict[str, int]:
     """Every sample's frames and target, decoded; returns samples per event id."""
-    manifest = read_manifest(path)
+    manifest = read_training_set_manifest(path)
     stacks = _stacks(path)
     per_event = {}
     for record in manifest["events"]:
@@ -368,7 +371,7 @@ def test_windows_n1_exact(tmp_path):
     assert result.counts_by_acquisition == {"acq0": 1, "acq1": 1, "acq2": 1}
     assert result.skipped == {}
     assert set(result.new_splits) == {d["_id"] for d in docs}
-    manifest = read_manifest(result.path)
+    manifest = read_training_set_manifest(result.path)
     assert manifest["id"] == result.id and result.path.name == f"ts_{result.id}"
     assert {r["_id"]: r["split"] for r in manifest["events"]} == result.new_splits
     prompt = yaml.safe_load((result.path / "db_prompt.yaml").read_text())
@@ -405,7 +408,7 @@ def test_fps_subsampling_and_fps_skips(tmp_path):
     ]
     result = _build(docs, tmp_path / "sets", n_timepoints=2, fps=1.0)
     assert result.skipped == {SKIP_SLOWER: 1, SKIP_NOT_MULTIPLE: 1, SKIP_NO_FPS: 1}
-    manifest = read_manifest(result.path)
+    manifest = read_training_set_manifest(result.path)
     steps = {r["_id"]: r["frame_step"] for r in manifest["events"]}
     assert steps == {docs[0]["_id"]: 3, docs[1]["_id"]: 1}
     stacks = _stacks(result.path)
@@ -449,7 +452,7 @@ def test_frames_without_signal_are_negative_samples(tmp_path):
     docs.append(_event(tmp_path / "events", 2, 4, positive=False))
     result = _build(docs, tmp_path / "sets", n_timepoints=1)
     assert (result.positives, result.negatives) == (3, 7)
-    manifest = read_manifest(result.path)
+    manifest = read_training_set_manifest(result.path)
     counts = manifest["counts"]
     assert counts["train_positives"] + counts["eval_positives"] == 3
     by_id = {r["_id"]: r["positive_samples"] for r in manifest["events"]}
@@ -481,7 +484,9 @@ def test_size_mismatch_missing_folder_and_other_splits_are_skipped(tmp_path):
     assert result.n_train + result.n_eval == 9
     assert "f" * 24 in result.new_splits  # its split is still assigned
     assert docs[5]["_id"] not in result.new_splits
-    skipped = {r["_id"]: r["reason"] for r in read_manifest(result.path)["skipped_events"]}
+    skipped = {
+        r["_id"]: r["reason"] for r in read_training_set_manifest(result.path)["skipped_events"]
+    }
     assert skipped[docs[3]["_id"]] == SKIP_SIZE
 
 
@@ -511,7 +516,7 @@ def test_grouped_build_and_subset(tmp_path):
     docs = [_event(root, code, 2) for code in range(1, 31)]
     result = _build(docs, tmp_path / "sets", train_val_split=0.4, group_by_acquisition=True)
     sides = {}
-    for record in read_manifest(result.path)["events"]:
+    for record in read_training_set_manifest(result.path)["events"]:
         sides.setdefault(record["acquisition_key"], set()).add(record["split"])
     assert all(len(s) == 1 for s in sides.values())
     # subset: fewer training events, every eval event kept
@@ -669,7 +674,7 @@ def test_legacy_events_build(tmp_path, n_timepoints, expected):
     assert result.positives > 0
     # events of one movie (original_path) stay on one side
     sides = {}
-    for record in read_manifest(result.path)["events"]:
+    for record in read_training_set_manifest(result.path)["events"]:
         sides.setdefault(record["acquisition_key"], set()).add(record["split"])
     assert all(len(s) == 1 for s in sides.values())
     assert montage(result.path).shape[2] == 3
@@ -680,7 +685,7 @@ def test_a_skipped_event_never_takes_the_only_held_out_place(tmp_path):
     skipped (here: recorded at another frame rate), another one is held out instead."""
     root = tmp_path / "events"
     docs = [_event(root, code, 4) for code in (1, 2, 3, 4)]
-    nearest = min(docs, key=lambda d: training_set._unit_hash("deep-events-split-v1", d["_id"]))
+    nearest = min(docs, key=lambda d: _unit_hash("deep-events-split-v1", d["_id"]))
     nearest["fps"] = 0.1  # 10× slower than requested: skipped
     result = _build(docs, tmp_path / "sets", fps=1.0, train_val_split=0.01)
     assert result.skipped == {SKIP_SLOWER: 1}

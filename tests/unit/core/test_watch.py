@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 
-from deep_events_dagster.core.synthetic import generate_tree
 from deep_events_dagster.core.watch import (
     REGISTERED,
     REMOVED,
@@ -13,6 +12,7 @@ from deep_events_dagster.core.watch import (
     evaluate_tick,
     scan_roots,
 )
+from deep_events_dagster.testing.trees import generate_tree
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from deep_events_dagster.core.ingest import AcquisitionRef, ingest_acquisition
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.ome import read_movie_info
-from deep_events_dagster.core.synthetic import generate_tree, write_ome_zarr
 from deep_events_dagster.core.watch import (
     REGISTERED,
     WatchState,
@@ -36,6 +35,8 @@ from deep_events_dagster.core.zarr_movie import (
     read_ome_zarr,
     tree_signature,
 )
+from deep_events_dagster.testing.ome_writers import write_ome_zarr
+from deep_events_dagster.testing.trees import generate_tree
 
 VERSIONS = ("0.4", "0.5")
 

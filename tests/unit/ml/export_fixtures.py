@@ -82,15 +82,15 @@ def one_thread(request):
     """
     import torch
 
-    from deep_events_dagster.ml import export
+    from deep_events_dagster.ml import export_predictors
 
     threads = torch.get_num_threads()
-    onnx_threads = export.ONNX_THREADS
+    onnx_threads = export_predictors.ONNX_THREADS
     torch.set_num_threads(1)
-    export.ONNX_THREADS = 1
+    export_predictors.ONNX_THREADS = 1
     yield
     torch.set_num_threads(threads)
-    export.ONNX_THREADS = onnx_threads
+    export_predictors.ONNX_THREADS = onnx_threads
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import yaml
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from deep_events_dagster.core.training_set import normalize_image_frames  # noqa: E402
+from deep_events_dagster.core.normalisation import normalize_image_frames  # noqa: E402
 from deep_events_dagster.ml.bioimageio import (  # noqa: E402
     _scale_range,
     check_bioimageio_package,

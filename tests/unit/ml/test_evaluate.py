@@ -157,7 +157,9 @@ def test_evaluate_model_folder_writes_evaluation_and_plot(tmp_path):
     from deep_events_dagster.ml.config import TrainingSettings
     from deep_events_dagster.ml.evaluate import evaluate_model_folder
     from deep_events_dagster.ml.synthetic import write_synthetic_training_set
-    from deep_events_dagster.ml.torch.train import load_model, predict, train
+    from deep_events_dagster.ml.torch.checkpoints import load_model
+    from deep_events_dagster.ml.torch.predictor import predict
+    from deep_events_dagster.ml.torch.train import train
 
     folder = write_synthetic_training_set(tmp_path / "ts", n_train=8, n_eval=6, size=(32, 32))
     manifest_path = folder / "manifest.yaml"

@@ -9,17 +9,19 @@ pytest.importorskip("onnxruntime")
 
 from deep_events_dagster.core.metrics import event_counts, event_groups, sample_max  # noqa: E402
 from deep_events_dagster.ml import export as export_module  # noqa: E402
+from deep_events_dagster.ml import export_checks  # noqa: E402
 from deep_events_dagster.ml.evaluate import _manifest_events  # noqa: E402
-from deep_events_dagster.ml.export import (  # noqa: E402
+from deep_events_dagster.ml.export import export_model  # noqa: E402
+from deep_events_dagster.ml.export_checks import check_input  # noqa: E402
+from deep_events_dagster.ml.export_predictors import load_export  # noqa: E402
+from deep_events_dagster.ml.export_report import (  # noqa: E402
     ExportCheckFailed,
     ExportError,
     ExportUnsupported,
     ModelNotEvaluated,
-    check_input,
-    export_model,
-    load_export,
 )
 from deep_events_dagster.ml.model_folder import ModelFolder  # noqa: E402
+from deep_events_dagster.ml.torch.checkpoints import load_model  # noqa: E402
 from deep_events_dagster.ml.torch.export import (  # noqa: E402
     export_onnx,
     export_torchscript,
@@ -29,7 +31,7 @@ from deep_events_dagster.ml.torch.export import (  # noqa: E402
     torchscript_in_channels,
 )
 from deep_events_dagster.ml.torch.models import BottleneckConvLSTM, UNet  # noqa: E402
-from deep_events_dagster.ml.torch.train import load_model, predict  # noqa: E402
+from deep_events_dagster.ml.torch.predictor import predict  # noqa: E402
 from tests.unit.ml import export_fixtures  # noqa: E402
 from tests.unit.ml.export_fixtures import copy_model_dir  # noqa: E402
 
@@ -164,7 +166,7 @@ def test_a_doctored_evaluation_fails_clearly_and_writes_nothing(unet_model_dir, 
 
 def test_a_failed_check_removes_the_file_and_names_it(unet_model_dir, tmp_path, monkeypatch):
     model_dir = copy_model_dir(unet_model_dir, tmp_path / "model")
-    monkeypatch.setattr(export_module, "OUTPUT_TOLERANCE", -1.0)
+    monkeypatch.setattr(export_checks, "OUTPUT_TOLERANCE", -1.0)
     with pytest.raises(ExportCheckFailed, match=r"model\.onnx: max \|difference\|") as error:
         export_model(model_dir, ["onnx"])
     assert not (model_dir / "model.onnx").exists()

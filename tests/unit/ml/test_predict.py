@@ -15,7 +15,6 @@ from scipy import ndimage
 
 from deep_events_dagster.core.errors import InputError, MovieError
 from deep_events_dagster.core.fsutil import TEMP_PREFIX
-from deep_events_dagster.core.synthetic import generate_tree, synthesize_movie, write_ome_movie
 from deep_events_dagster.ml import predict
 from deep_events_dagster.ml.predict import (
     AnnotatedEvent,
@@ -28,6 +27,9 @@ from deep_events_dagster.ml.predict import (
     tile_starts,
     window_frames,
 )
+from deep_events_dagster.testing.movies import synthesize_movie
+from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.trees import generate_tree
 
 # --------------------------------------------------------------------------- helpers
 
@@ -378,7 +380,7 @@ def test_frames_above_threshold_link_into_events(tmp_path, use_predictor):
     spots[5] = [(11, 11)]  # 0.5: not above the threshold (strict), the event ends
     spots[8] = [(30, 30), (30, 31)]
     spots[9] = [(31, 30), (31, 31)]
-    spots[11] = [(30, 2), (30, 3)]  # two frames after the last: a new event
+    spots[11] = [(30, 2), (30, 3)]  # within the frame gap but 28 px away: a new event
     spots[12] = [(10, 35), (10, 36)]  # next frame but 42 px away: a new event
     path = write_movie(tmp_path / "acq" / "m.ome.tif", hot_pixel_movie(14, 40, 40, spots))
     model = write_model_folder(tmp_path / "model", threshold=0.5)
@@ -412,6 +414,43 @@ def test_frames_above_threshold_link_into_events(tmp_path, use_predictor):
     first = as_json["frames"][0]
     assert type(first["frame"]) is int and type(first["score"]) is float
     assert type(first["y"]) is int and type(as_json["events"][0]["score"]) is float
+
+
+def test_simultaneous_events_and_a_one_frame_dip_are_not_cut_into_pieces(tmp_path, use_predictor):
+    spots = [[] for _ in range(12)]
+    for t in range(2, 8):
+        # two events at once whose strengths alternate: the frame's maximum jumps between them
+        if t % 2:  # the first event has 3 pixels (0.7), the second 2 (0.6)
+            spots[t] = [(10, 10), (10, 11), (11, 10), (30, 30), (30, 31)]
+        else:  # and the other way round
+            spots[t] = [(10, 10), (10, 11), (30, 30), (30, 31), (31, 30)]
+    spots[8] = []  # one frame below the threshold
+    spots[9] = [(31, 31), (31, 32)]  # the second event again, one frame later
+    path = write_movie(tmp_path / "acq" / "m.ome.tif", hot_pixel_movie(12, 40, 40, spots))
+    model = write_model_folder(tmp_path / "model", threshold=0.5)
+
+    class TwoSpotPredictor:
+        """Each 8-connected spot scores 0.5 + 0.1 × (its pixel count − 1)."""
+
+        in_channels = 1
+
+        def predict(self, images, batch_size=8):
+            out = np.zeros_like(images[:, -1])
+            for i, frame in enumerate(images[:, -1]):
+                labels, n = ndimage.label(frame > 0.5, structure=np.ones((3, 3)))
+                for k in range(1, n + 1):
+                    spot = labels == k
+                    out[i][spot] = 0.5 + 0.1 * (spot.sum() - 1)
+            return out
+
+    use_predictor(TwoSpotPredictor())
+
+    result = predict_movie(path, model)
+
+    # the frame scores are one maximum per frame, alternating between the two events
+    assert [(f.y, f.x) for f in result.frames[2:5]] == [(30, 30), (10, 10), (30, 30)]
+    got = [(e.frames, e.y, e.x, round(e.score, 4)) for e in result.events]
+    assert got == [((2, 8), 10, 10, 0.7), ((2, 10), 30, 30, 0.7)]
 
 
 # --------------------------------------------------------------------------- comparison

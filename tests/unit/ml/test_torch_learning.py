@@ -17,7 +17,9 @@ from deep_events_dagster.core.metrics import (
 )
 from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.evaluate import evaluate_model_folder
-from deep_events_dagster.ml.torch.train import load_model, predict, train
+from deep_events_dagster.ml.torch.checkpoints import load_model
+from deep_events_dagster.ml.torch.predictor import predict
+from deep_events_dagster.ml.torch.train import train
 from deep_events_dagster.testing.learning import (
     SMALL_PROBLEM,
     SMALL_PROBLEM_SETTINGS,

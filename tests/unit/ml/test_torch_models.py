@@ -156,7 +156,7 @@ def test_inference_copy_folds_batch_norm_into_the_convolutions():
 def test_the_fast_predictor_stays_close_to_float32():
     import numpy as np
 
-    from deep_events_dagster.ml.torch.train import TorchPredictor
+    from deep_events_dagster.ml.torch.predictor import TorchPredictor
 
     model = _with_batch_statistics(UNet(1, 4, 5))
     images = np.random.default_rng(0).random((3, 1, 40, 48), dtype=np.float32)

@@ -12,13 +12,10 @@ torch = pytest.importorskip("torch")
 
 from deep_events_dagster.ml.config import TrainingSettings  # noqa: E402
 from deep_events_dagster.ml.synthetic import write_synthetic_training_set  # noqa: E402
-from deep_events_dagster.ml.torch.train import (  # noqa: E402
-    EpochResult,
-    load_model,
-    predict,
-    prepare_training,
-    train,
-)
+from deep_events_dagster.ml.torch.checkpoints import load_model  # noqa: E402
+from deep_events_dagster.ml.torch.predictor import predict  # noqa: E402
+from deep_events_dagster.ml.torch.train import prepare_training, train  # noqa: E402
+from deep_events_dagster.ml.training_log import EpochResult  # noqa: E402
 
 MODEL_FILES = (
     "settings.yaml",

@@ -17,17 +17,11 @@ pytest.importorskip("tf_keras")
 from deep_events_dagster.ml import backend as backends
 from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.tensorflow import losses as tf_losses
+from deep_events_dagster.ml.tensorflow.checkpoints import load_keras_model
 from deep_events_dagster.ml.tensorflow.compat import tf
-from deep_events_dagster.ml.tensorflow.train import (
-    OneCycleSchedule,
-    PlateauSchedule,
-    TorchAdam,
-    TrainingSession,
-    load_keras_model,
-    load_predictor,
-    prepare_training,
-    train,
-)
+from deep_events_dagster.ml.tensorflow.optim import OneCycleSchedule, PlateauSchedule, TorchAdam
+from deep_events_dagster.ml.tensorflow.predictor import load_predictor
+from deep_events_dagster.ml.tensorflow.train import TrainingSession, prepare_training, train
 from deep_events_dagster.ml.training_log import HISTORY_FIELDS
 from deep_events_dagster.testing.learning import build_learning_set
 

@@ -1,4 +1,4 @@
-"""Tests of the synthetic acquisition generator."""
+"""Tests of the synthetic acquisition generator (deep_events_dagster.testing)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,15 @@ import pytest
 import tifffile
 import yaml
 
-from deep_events_dagster.core import synthetic
+from deep_events_dagster import core
 from deep_events_dagster.core.errors import ConfigurationError
-from deep_events_dagster.core.synthetic import (
-    SyntheticTree,
-    generate_tree,
-    synthesize_movie,
-    write_large_movie,
-    write_ome_movie,
-)
+from deep_events_dagster.testing.benchmark_movies import write_large_movie
+from deep_events_dagster.testing.movies import synthesize_movie
+from deep_events_dagster.testing.ome_writers import OME_NAMESPACE, write_ome_movie
+from deep_events_dagster.testing.trees import SyntheticTree, generate_tree, synth_main
 
-KEYS_YAML = Path(synthetic.__file__).with_name("keys.yaml")
-NS = {"ome": synthetic.OME_NAMESPACE}
+KEYS_YAML = Path(core.__file__).with_name("keys.yaml")
+NS = {"ome": OME_NAMESPACE}
 
 
 @pytest.fixture(scope="module")
@@ -425,7 +422,7 @@ def test_small_movie_is_fast():
 
 
 def test_synth_main_demo_tree(tmp_path):
-    tree = synthetic.synth_main(tmp_path / "demo", seed=0)
+    tree = synth_main(tmp_path / "demo", seed=0)
     assert len(tree.acquisitions) == 4
     assert {a.axes for a in tree.acquisitions} == {"TYX", "TCYX"}
     assert {a.scale_csv for a in tree.acquisitions} == {True, False}

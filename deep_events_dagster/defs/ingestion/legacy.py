@@ -1,4 +1,6 @@
-"""The ``legacy_events`` asset: event folders of the original deep-events, in the catalog."""
+"""The ``legacy_events`` step: event folders written by the original deep-events imported into
+a catalog collection — its run config, the configured folders, the import and its report
+(the asset itself is declared in ``ingestion.assets``, its job in ``ingestion.jobs``)."""
 
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,34 +108,10 @@ def problems_markdown(problems: Sequence[str], limit: int = MAX_PROBLEM_LINES) -
     return "\n".join(lines)
 
 
-@dg.asset(
-    name=LEGACY_ASSET,
-    group_name=LEGACY_GROUP,
-    kinds={"mongodb"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            LEGACY_CHECK,
-            asset=LEGACY_ASSET,
-            description="Every event folder found was imported (no problem lines).",
-        )
-    ],
-)
-def legacy_events(
+def import_legacy_events(
     context: dg.AssetExecutionContext, config: LegacyImportConfig, catalog: CatalogResource
 ) -> dg.MaterializeResult:
-    """Event folders written by the original deep-events (``ev_*/`` with ``images.tif``,
-    ``ground_truth.tif``, ``event_db.yaml``), upserted into a catalog collection.
-
-    Folders come from the run config (``folders``), else from ``legacy_folders`` in
-    ``<home>/deep_events.yaml`` (a folder or a list; relative ones under the home); each is
-    searched recursively. Documents keep their ``_id`` and fields; ``event_path`` becomes the
-    folder's current path (the old one is kept in ``original_event_path``) and
-    ``imported_from`` is ``legacy``. Folders written before the original's June 2023 fix hold
-    the frame interval under ``fps``: when ``ome.time_increment`` gives it, ``fps`` becomes
-    frames per second and ``frame_interval_s`` the interval, the old value is kept in
-    ``fps_as_written`` and ``fps_corrected`` counts them. Re-running updates the same documents
-    and leaves the rest of the collection alone. Folders that cannot be imported are listed in
-    the metadata and fail the ``all_folders_imported`` check; the others are still imported."""
+    """Import the configured folders; the result carries ``all_folders_imported``."""
     folders = list(config.folders) or configured_legacy_folders(catalog.home)
     if not folders:
         raise dg.Failure(
@@ -181,10 +159,3 @@ def legacy_events(
             )
         ],
     )
-
-
-legacy_import_job = dg.define_asset_job(
-    name=LEGACY_JOB,
-    selection=dg.AssetSelection.assets(legacy_events),
-    description="Import original deep-events event folders into the catalog.",
-)

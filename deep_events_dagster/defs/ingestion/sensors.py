@@ -1,4 +1,5 @@
-"""The acquisition sensor: new or changed microscope data ingests itself."""
+"""The acquisition sensor: new or changed microscope data ingests itself (registers
+acquisition partitions, requests `ingest` runs, marks removed acquisitions in the catalog)."""
 
 import time
 from collections.abc import Sequence
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from deep_events_dagster.catalog import collection_name
 from deep_events_dagster.core import watch
-from deep_events_dagster.defs.jobs import ingest_job
+from deep_events_dagster.defs.ingestion.jobs import ingest_job
 from deep_events_dagster.defs.partitions import ACQUISITIONS, acquisitions_partitions
 from deep_events_dagster.defs.resources import CatalogResource
 
@@ -26,6 +28,7 @@ def build_acquisition_sensor(
 ) -> dg.SensorDefinition:
     """A sensor watching ``roots`` that registers complete acquisitions and requests runs."""
     root_list = [str(r) for r in roots]
+    collections = [collection_name(kind) for kind in kinds]
 
     @dg.sensor(
         name="acquisition_sensor",
@@ -69,7 +72,7 @@ def build_acquisition_sensor(
             try:
                 for key in tick.removed:
                     marked = sum(
-                        db.mark_partition_removed(f"event_data_{kind}", key) for kind in kinds
+                        db.mark_partition_removed(collection, key) for collection in collections
                     )
                     context.log.warning(
                         f"acquisition removed from disk: {key} ({marked} catalog documents marked)"

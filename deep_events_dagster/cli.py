@@ -449,7 +449,7 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
         print(f"  using the acquisitions in {data}", flush=True)
     if not heldout_root.exists():
         generate_tree(heldout_root, seed=7, n_acquisitions=1, height=320, width=400, n_frames=32,
-                      events_per_acquisition=4, channels=1, kinds=(DEMO_KIND,))  # fmt: skip
+                      events_per_acquisition=6, channels=1, kinds=(DEMO_KIND,))  # fmt: skip
     heldout_movie = sorted(heldout_root.rglob("*.ome.tif"))[0]
     heldout = heldout_movie.parent
     print(f"  1 acquisition held out, never ingested: {heldout}", flush=True)

@@ -19,8 +19,20 @@ MOVIE_PATTERNS = "*.ome.tif / *.ome.tiff / *.ome.zarr"
 """The movie names, for messages ("no … movie in this folder")."""
 
 
-# OME-TIFFs the platform itself writes beside a movie (ml.predict): never the acquisition's movie
+# Files the platform itself writes beside a movie (ml.predict: predictions_<kind>.ome.tif and
+# .csv): never the acquisition's movie, never one of its annotations
 DERIVED_MOVIE_PREFIXES = ("predictions_",)
+
+
+def is_side_csv(name: str) -> bool:
+    """True for the CSVs of an acquisition folder that are input (annotations), not the
+    platform's own outputs (``predictions_<kind>.csv``) nor hidden files."""
+    lower = name.lower()
+    return (
+        lower.endswith(".csv")
+        and not name.startswith(".")
+        and not lower.startswith(DERIVED_MOVIE_PREFIXES)
+    )
 
 
 def is_movie_file(name: str) -> bool:

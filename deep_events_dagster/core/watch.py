@@ -32,6 +32,7 @@ from deep_events_dagster.core.acquisitions import (
     acquisition_key,
     is_movie_dir,
     is_movie_file,
+    is_side_csv,
 )
 from deep_events_dagster.core.errors import InputError
 from deep_events_dagster.core.fingerprint import fingerprint_files, fingerprint_movie
@@ -219,7 +220,7 @@ def scan_roots(
                     elif is_movie_file(entry.name):
                         stat = entry.stat()
                         movies.append((stat.st_mtime_ns, entry.name, entry))
-                    elif entry.name.lower().endswith(".csv") and not entry.name.startswith("."):
+                    elif is_side_csv(entry.name):
                         csvs.append(entry)
                 except OSError as exc:
                     problems.append((entry.path, f"cannot stat ({exc.strerror or exc})"))

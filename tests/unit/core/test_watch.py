@@ -80,6 +80,17 @@ def test_csv_and_db_manual_changes_rerun_with_new_run_key(tree):
     assert len(manual.runs) == 3  # the root's db_manual applies to every acquisition
 
 
+def test_predictions_written_beside_the_movie_do_not_rerun_ingestion(tree):
+    state = _tick(_tick(WatchState(), tree.root, now=0.0).state, tree.root, now=31.0).state
+    acq = tree.acquisitions[0]
+    (acq.folder / "predictions_points.csv").write_text("frame,score,y,x\n0,0.1,3,4\n")
+    (acq.folder / "predictions_points.ome.tif").write_bytes(b"not read")
+    (acq.folder / ".points_draft.csv").write_text("hidden\n")
+    assert _tick(state, tree.root, now=100.0).runs == ()
+    (acq.folder / "points_extra.csv").write_text("index,axis-0,axis-1,axis-2\n")
+    assert [r.key for r in _tick(state, tree.root, now=140.0).runs] == [acq.folder.as_posix()]
+
+
 def test_removed_acquisition_reported_once(tree):
     state = _tick(_tick(WatchState(), tree.root, now=0.0).state, tree.root, now=31.0).state
     gone = tree.acquisitions[2].folder

@@ -64,7 +64,7 @@ def test_demo_runs_the_whole_workflow_and_reports_what_the_run_measured(tmp_path
     import yaml
 
     from deep_events_dagster.catalog import EventCatalog
-    from deep_events_dagster.cli import DEMO_HARD_NEGATIVES, DEMO_TREE
+    from deep_events_dagster.demo import DEMO_HARD_NEGATIVES, DEMO_TREE
 
     home = tmp_path / "home"
     assert main(["demo", "--home", str(home), "--workers", "1"]) == 0

@@ -4,15 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from deep_events_dagster.core.annotations import (
-    AnnotationPoint,
+from deep_events_dagster.core.annotation_bounds import (
     PointProblem,
-    find_annotation_files,
     format_problems,
-    read_napari_points,
-    resolve_scale_csv,
     validate_points,
 )
+from deep_events_dagster.core.annotation_csv import find_annotation_files, resolve_scale_csv
+from deep_events_dagster.core.annotations import AnnotationPoint, read_napari_points
 from deep_events_dagster.core.errors import AnnotationError, ConfigurationError
 
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from deep_events_dagster.core.annotations import (
+from deep_events_dagster.core.annotation_bounds import format_problems, validate_lines
+from deep_events_dagster.core.annotation_lines import (
     LineAnnotation,
-    format_problems,
     read_kind_lines,
     read_napari_shapes,
-    validate_lines,
 )
 from deep_events_dagster.core.errors import AnnotationError, ConfigurationError
 from deep_events_dagster.core.events import (

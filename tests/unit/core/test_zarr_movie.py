@@ -29,12 +29,9 @@ from deep_events_dagster.core.watch import (
     evaluate_tick,
     scan_roots,
 )
-from deep_events_dagster.core.zarr_movie import (
-    ZarrMovieReader,
-    missing_chunks,
-    read_ome_zarr,
-    tree_signature,
-)
+from deep_events_dagster.core.zarr_metadata import read_ome_zarr
+from deep_events_dagster.core.zarr_reader import ZarrMovieReader
+from deep_events_dagster.core.zarr_store import missing_chunks, tree_signature
 from deep_events_dagster.testing.ome_writers import write_ome_zarr
 from deep_events_dagster.testing.trees import generate_tree
 

@@ -16,17 +16,14 @@ from scipy import ndimage
 from deep_events_dagster.core.errors import InputError, MovieError
 from deep_events_dagster.core.fsutil import TEMP_PREFIX
 from deep_events_dagster.ml import predict
-from deep_events_dagster.ml.predict import (
-    AnnotatedEvent,
-    PredictedEvent,
+from deep_events_dagster.ml.predict import predict_movie
+from deep_events_dagster.ml.predict_compare import (
     annotated_events,
     compare_events,
     frame_score_auroc,
-    predict_movie,
-    probability_maps,
-    tile_starts,
-    window_frames,
 )
+from deep_events_dagster.ml.predict_maps import probability_maps, tile_starts, window_frames
+from deep_events_dagster.ml.predict_records import AnnotatedEvent, PredictedEvent
 from deep_events_dagster.testing.movies import synthesize_movie
 from deep_events_dagster.testing.ome_writers import write_ome_movie
 from deep_events_dagster.testing.trees import generate_tree

@@ -88,6 +88,16 @@ def ingest_job_definition(settings_key: str = ""):
     return build_definitions(settings, home_from_env=True).resolve_job_def(INGEST_JOB)
 
 
+def predict_job_definition(settings_key: str = ""):
+    """The predict job (the deployed model of each kind over one acquisition), rebuilt from
+    the environment like :func:`ingest_job_definition`."""
+    from deep_events_dagster.defs.build import build_definitions
+    from deep_events_dagster.defs.training.jobs import PREDICTIONS_JOB
+
+    settings = load_settings()
+    return build_definitions(settings, home_from_env=True).resolve_job_def(PREDICTIONS_JOB)
+
+
 def _failure_message(result) -> str:
     messages = []
     for event in result.all_events:
@@ -129,15 +139,14 @@ def _reconstructable_job(function_name: str):
     )
 
 
-def _reconstructable_ingest_job():
-    """``ingest_job_definition`` as a reconstructable job keyed by the current settings."""
-    return _reconstructable_job("ingest_job_definition")
-
-
 def run_partition(
-    key: str, executor: str = "in_process", log_level: str = "WARNING"
+    key: str,
+    executor: str = "in_process",
+    log_level: str = "WARNING",
+    job_definition: str = "ingest_job_definition",
 ) -> PartitionOutcome:
-    """Execute the ingest job for one acquisition partition on the home's instance."""
+    """Execute a job (by default ingest; ``job_definition`` names this module's function that
+    builds it) for one acquisition partition on the home's instance."""
     import dagster as dg
 
     run_config = {
@@ -146,7 +155,7 @@ def run_partition(
     }
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(
-            _reconstructable_ingest_job(),
+            _reconstructable_job(job_definition),
             instance=instance,
             tags={PARTITION_TAG: key},
             run_config=run_config,
@@ -1053,9 +1062,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     A bad setting (``deep_events.yaml``, the instance file, a cluster service) is one line on
     stderr naming the file or service, and exit status 2.
     """
+    import warnings
+
     from deep_events_dagster.core.errors import ConfigurationError, InputError
 
     args = build_parser().parse_args(argv)
+    # a preview notice from inside Dagster Pipes, printed on every training run
+    warnings.filterwarnings("ignore", message=r"Function `PipesMessageReader\.")
     try:
         return _run_command(args)
     except (InputError, ConfigurationError) as exc:

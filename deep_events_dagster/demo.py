@@ -17,8 +17,13 @@ from deep_events_dagster.cli import (
     _training_run_folder,
     deploy,
     ingest,
+    prepare_home,
+    register_partitions,
+    run_partition,
     train,
 )
+from deep_events_dagster.core.acquisitions import acquisition_key
+from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.settings import PlatformSettings, load_settings
 
 DEMO_KIND = "points"
@@ -71,7 +76,6 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
 
     import yaml
 
-    from deep_events_dagster.ml.predict import annotated_events, compare_events, predict_movie
     from deep_events_dagster.testing.trees import generate_tree
 
     started = time.monotonic()
@@ -137,32 +141,41 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
     if code:
         return code
 
-    print("[5/5] predicting on the held-out movie", flush=True)
-    movie = heldout_movie
-    result = predict_movie(movie, model_dir, out_dir=home / "demo_predictions", kind=DEMO_KIND)
-    truth = annotated_events(heldout, DEMO_KIND, root=heldout_root)
-    comparison = compare_events(result.events, truth)
-    print(f"  predicted events in frames: {_frames_text([e.frames for e in result.events])}")
-    print(f"  true events in frames:      {_frames_text([e.frames for e in truth])}")
+    print("[5/5] predicting on the held-out movie (a Dagster run of points/predictions)")
+    heldout_settings = load_settings(home, roots=(heldout_root,), kinds=(DEMO_KIND,))
+    prepare_home(heldout_settings)
+    heldout_key = acquisition_key(heldout)
+    register_partitions([heldout_key])
+    outcome = run_partition(heldout_key, job_definition="predict_job_definition")
+    if not outcome.success:
+        print(f"FAILED  {heldout_key}: {outcome.message}", flush=True)
+        return 1
+    out_dir = Layout(output_root=heldout_settings.output_root).derived_folder(heldout, heldout_root)
+    record = yaml.safe_load((out_dir / f"predictions_{DEMO_KIND}.yaml").read_text(encoding="utf-8"))
+    predicted = [tuple(e["frames"]) for e in record["events"]]
+    annotated = [tuple(a["frames"]) for a in record["annotated"]]
+    print(f"  predicted events in frames: {_frames_text(predicted)}")
+    print(f"  true events in frames:      {_frames_text(annotated)}")
     print(
-        f"  {comparison.tp} of {len(truth)} true events found, {comparison.fp} false alarm(s) "
-        f"(threshold {result.threshold:g}); {result.seconds:.1f} s for {len(result.frames)} frames"
+        f"  {record['tp']} of {record['annotated_events']} true events found, {record['fp']} "
+        f"false alarm(s) (threshold {record['threshold']:g}); "
+        f"{out_dir / f'predictions_{DEMO_KIND}.csv'}"
     )
 
     h5 = model_dir / "model.h5"
     minutes = (time.monotonic() - started) / 60
     print(
         "\nSummary\n"
-        f"  made: {len(kinds)} event collections from {DEMO_TREE['n_acquisitions']} movies, "
-        "a model, its exports, predictions\n"
+        f"  made: {', '.join(collection_name(k) for k in kinds)} (the events of "
+        f"{DEMO_TREE['n_acquisitions']} movies), a model, its exports, predictions\n"
         f"  held-out events (kept out of training): F1 {evaluation['f1']:.3f} at threshold "
         f"{evaluation['threshold']:.3f} (precision {evaluation['precision']:.3f}, recall "
         f"{evaluation['recall']:.3f}; {model_dir / 'evaluation.yaml'})\n"
-        f"  movie never ingested: F1 {comparison.f1:.3f} ({comparison.tp} found, "
-        f"{comparison.fn} missed, {comparison.fp} false)\n"
+        f"  movie never ingested: F1 {record['f1']:.3f} ({record['tp']} found, "
+        f"{record['fn']} missed, {record['fp']} false)\n"
         f"  model for the microscope: {h5 if h5.is_file() else 'not exported (see exports.yaml)'}\n"
-        f"  took {minutes:.1f} min. Browse the lineage from movies to model and predictions: "
-        "make ui",
+        f"  took {minutes:.1f} min. Every step was a Dagster run (ingestion per movie, the "
+        "training run, the predictions): browse them and what they made with make ui",
         flush=True,
     )
     return 0

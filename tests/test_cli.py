@@ -85,15 +85,25 @@ def test_demo_runs_the_whole_workflow_and_reports_what_the_run_measured(tmp_path
     # deployed, and predictions written for the movie that was never ingested
     config = yaml.safe_load((home / "deep_events.yaml").read_text())
     assert Path(config["deploy"]["points"]).resolve() == model_dir.resolve()
-    assert (home / "demo_predictions" / "predictions_points.csv").is_file()
+    heldout = next((home / "demo_heldout").rglob("*.ome.tif")).parent
+    assert (heldout / "predictions_points.csv").is_file()
+    record = yaml.safe_load((heldout / "predictions_points.yaml").read_text())
     never = re.search(r"movie never ingested: F1 ([\d.]+) \((\d+) found, (\d+) missed", printed)
     assert never, printed
     true_frames = re.search(r"true events in frames:\s+(.+)$", printed, re.M).group(1)
     assert int(never.group(2)) + int(never.group(3)) == len(true_frames.split(", "))
+    assert (int(never.group(2)), int(never.group(3))) == (record["tp"], record["fn"])
+    assert float(never.group(1)) == pytest.approx(record["f1"], abs=5e-4)
+    # every step is a run on the home's instance, the predictions too
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        runs = instance.get_runs()
+    succeeded = {r.job_name for r in runs if r.status == dg.DagsterRunStatus.SUCCESS}
+    assert {"ingest", "train", "predict"} <= succeeded
     # a model that finds events: most of the never-ingested movie's events, few false alarms
     # (runs on 2 cores, bfloat16 and float32, found 5 of 6 with at most 1 false alarm)
     assert float(never.group(1)) >= 0.6 and evaluation["f1"] >= 0.6, printed
-    heldout = next((home / "demo_heldout").rglob("*.ome.tif")).parent
     with EventCatalog.open(None, home=home) as catalog:
         documents = catalog.find("event_data_points")
     keys = {d["acquisition_key"] for d in documents}

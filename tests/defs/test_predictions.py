@@ -119,6 +119,10 @@ def test_predictions_score_every_frame_and_compare_with_the_annotations(setup, m
     # kept beside the movie and per model
     record = yaml.safe_load((acquisition.folder / "predictions_points.yaml").read_text())
     assert record["model_identity"] == deployed.identity and record["frames"] == n_frames
+    assert len(record["events"]) == metadata["predicted_events"].value
+    assert all(e["frames"][0] < e["frames"][1] for e in record["events"])
+    truth = sorted(e.frames for e in acquisition.events_of("points"))
+    assert sorted(tuple(a["frames"]) for a in record["annotated"]) == truth
     kept = list((models[0] / "out_of_sample").glob("*__points.yaml"))
     assert [yaml.safe_load(p.read_text())["acquisition"] for p in kept] == [key]
 

@@ -28,9 +28,11 @@ def safe_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_") or "acquisition"
 
 
-def out_of_sample_record(key: str, kind: str, deployment, prediction, comparison) -> dict:
+def out_of_sample_record(
+    key: str, kind: str, deployment, prediction, comparison, annotated=()
+) -> dict:
     """``predictions_<kind>.yaml``: the model, its threshold, the events predicted and, where
-    the acquisition is annotated, how they compare."""
+    the acquisition is annotated, the annotated events and how the two compare."""
     record = {
         "acquisition": key,
         "kind": kind,
@@ -39,6 +41,7 @@ def out_of_sample_record(key: str, kind: str, deployment, prediction, comparison
         "threshold": float(prediction.threshold),
         "frames": len(prediction.frames),
         "predicted_events": len(prediction.events),
+        "events": [event.as_dict() for event in prediction.events],
     }
     if comparison is not None:
         record.update(
@@ -49,6 +52,10 @@ def out_of_sample_record(key: str, kind: str, deployment, prediction, comparison
             precision=round(comparison.precision, 6),
             recall=round(comparison.recall, 6),
             f1=round(comparison.f1, 6),
+            annotated=[
+                {"frames": list(a.frames), "y": round(a.y, 2), "x": round(a.x, 2)}
+                for a in annotated
+            ],
         )
     return record
 

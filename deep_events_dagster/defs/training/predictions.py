@@ -102,7 +102,9 @@ def predict_acquisition(
     for note in result.notes:
         context.log.warning(note)
 
-    record = out_of_sample_record(context.partition_key, kind, deployment, result, comparison)
+    record = out_of_sample_record(
+        context.partition_key, kind, deployment, result, comparison, annotated
+    )
     summary_path = out_dir / f"predictions_{kind}.yaml"
     atomic_write_text(summary_path, yaml.safe_dump(record, sort_keys=False))
     kept = deployment.model_dir / OUT_OF_SAMPLE_FOLDER

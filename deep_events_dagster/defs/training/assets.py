@@ -114,7 +114,12 @@ def build_prediction_assets(kind: str) -> list[dg.AssetsDefinition]:
         key=dg.AssetKey([kind, "predictions"]),
         partitions_def=acquisitions_partitions,
         group_name=PREDICTIONS_GROUP,
-        deps=[dg.AssetKey("raw_movie"), dg.AssetKey("acquisition_metadata")],
+        deps=[
+            dg.AssetKey("raw_movie"),
+            dg.AssetKey("acquisition_metadata"),
+            # the deployed model comes from one of the training runs: lineage in the UI
+            dg.AssetDep(model_exports, partition_mapping=dg.AllPartitionMapping()),
+        ],
         code_version="1",
         kinds={"tiff", "csv"},
         description=(

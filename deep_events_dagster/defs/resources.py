@@ -12,6 +12,8 @@ from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import Vocabulary, load_vocabulary
 from deep_events_dagster.settings import CONFIG_FILE, IngestionParams, KindSettings, resolve_kind
 
+_DEFAULTS = IngestionParams()
+
 
 class IngestionResource(dg.ConfigurableResource):
     """Where the data is, where derived files go, and the science's parameters."""
@@ -19,16 +21,16 @@ class IngestionResource(dg.ConfigurableResource):
     home: str
     roots: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
     output_root: str | None = None
-    sigma: float = IngestionParams.sigma
-    gt_cutoff: float = IngestionParams.gt_cutoff
-    detection_threshold: float = IngestionParams.detection_threshold
-    crop_size: int = IngestionParams.crop_size
-    max_link_distance_px: float = IngestionParams.max_link_distance_px
-    max_gap_frames: int = IngestionParams.max_gap_frames
-    add_pre_frames: int = IngestionParams.add_pre_frames
-    add_post_frames: int = IngestionParams.add_post_frames
+    sigma: float = _DEFAULTS.sigma
+    gt_cutoff: float = _DEFAULTS.gt_cutoff
+    detection_threshold: float = _DEFAULTS.detection_threshold
+    crop_size: int = _DEFAULTS.crop_size
+    max_link_distance_px: float = _DEFAULTS.max_link_distance_px
+    max_gap_frames: int = _DEFAULTS.max_gap_frames
+    add_pre_frames: int = _DEFAULTS.add_pre_frames
+    add_post_frames: int = _DEFAULTS.add_post_frames
     auto_negatives: int = 4  # a count 0–4 (up, right, down, left); true in deep_events.yaml = 4
-    hard_negatives: int = IngestionParams.hard_negatives
+    hard_negatives: int = _DEFAULTS.hard_negatives
     img_identifier: str = ""
     channel_contrast: list[str] = []  # noqa: RUF012
     label: list[str] = []  # noqa: RUF012

@@ -329,6 +329,8 @@ class PlatformSettings(BaseModel):
     cluster: ClusterSettings = Field(default=ClusterSettings(), repr=False)
     # per-kind settings from a ``kinds:`` mapping (see kind_settings)
     kind_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # folders of original event folders, imported by the legacy_events asset (under the home)
+    legacy_folders: tuple[Path, ...] = ()
 
     def kind_settings(self, kind: str) -> KindSettings:
         """A kind's extraction choices and parameters: ``ingestion:``, then ``kinds.<kind>``."""
@@ -383,7 +385,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 # Every top-level key deep_events.yaml may hold (some are read elsewhere: ``deploy`` by
-# ``ml.deploy``, ``legacy_folders`` by ``defs.ingestion.legacy``); anything else is a typo.
+# ``ml.deploy``); anything else is a typo.
 CONFIG_KEYS = (
     "kinds",
     "roots",
@@ -485,6 +487,17 @@ def _kinds_from(
     return tuple(per_kind), per_kind
 
 
+def _legacy_folders_from(config: Mapping[str, Any], source: Path, home: Path) -> tuple[Path, ...]:
+    """``legacy_folders:`` (a folder or a list of folders; relative ones under the home)."""
+    value = config.get("legacy_folders")
+    if value in (None, "", []):
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise MetadataError(source, "'legacy_folders' must be a folder or a list of folders")
+    return tuple(home / Path(i).expanduser() for i in items)
+
+
 def load_settings(
     home: str | Path | None = None,
     *,
@@ -524,6 +537,7 @@ def load_settings(
             values[key] = config[key]
     if config.get("training_dir"):
         values["training_dir"] = resolved_home / Path(config["training_dir"])  # absolute wins
+    values["legacy_folders"] = _legacy_folders_from(config, config_path, resolved_home)
     if env.get(KINDS_ENV):
         values["kinds"] = tuple(k.strip() for k in env[KINDS_ENV].split(",") if k.strip())
     if env.get(ROOTS_ENV):

@@ -7,14 +7,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from deep_events_dagster.core.errors import MetadataError
+from deep_events_dagster.core.errors import ConfigurationError, MetadataError
+from deep_events_dagster.core.events import (
+    DEFAULT_ADD_POST_FRAMES,
+    DEFAULT_ADD_PRE_FRAMES,
+    DEFAULT_CROP_SIZE,
+    DEFAULT_HARD_NEGATIVES,
+    DEFAULT_MAX_DISTANCE_PX,
+    DEFAULT_MAX_GAP_FRAMES,
+    DEFAULT_THRESHOLD,
+)
+from deep_events_dagster.core.ground_truth import DEFAULT_CUTOFF, DEFAULT_SIGMA
+from deep_events_dagster.core.kinds import (
+    DEFAULT_AUTO_NEGATIVES,
+    DEFAULT_LINE_WIDTH,
+    KindOptions,
+    as_names,
+    negatives_count,
+)
 
 HOME_ENV = "DEEP_EVENTS_HOME"
 ROOTS_ENV = "DEEP_EVENTS_ROOTS"
@@ -30,26 +46,100 @@ DEFAULT_HOME = ".deep_events"
 DEFAULT_KINDS = ("points",)
 
 
-@dataclass(frozen=True)
-class IngestionParams:
-    """Parameters of the science; defaults as documented in the README and docs/architecture.md."""
+class IngestionParams(BaseModel):
+    """``ingestion:`` of deep_events.yaml (and each ``kinds.<kind>`` override): the science's
+    parameters. Each default is the core function's own (``core.events``,
+    ``core.ground_truth``, ``core.kinds``); documented in the README and docs/architecture.md.
+    """
 
-    sigma: float = 5.0
-    gt_cutoff: float = 0.1
-    detection_threshold: float = 0.5
-    crop_size: int = 256
-    max_link_distance_px: float = 24.0
-    max_gap_frames: int = 2
-    add_pre_frames: int = 0
-    add_post_frames: int = 5
-    auto_negatives: bool | int = True  # or a count 0–4 (up, right, down, left)
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sigma: float = Field(default=DEFAULT_SIGMA, gt=0)
+    gt_cutoff: float = Field(default=DEFAULT_CUTOFF, gt=0, lt=1)
+    detection_threshold: float = DEFAULT_THRESHOLD
+    crop_size: int = Field(default=DEFAULT_CROP_SIZE, gt=0)
+    max_link_distance_px: float = Field(default=DEFAULT_MAX_DISTANCE_PX, ge=0)
+    max_gap_frames: int = Field(default=DEFAULT_MAX_GAP_FRAMES, ge=0)
+    add_pre_frames: int = Field(default=DEFAULT_ADD_PRE_FRAMES, ge=0)
+    add_post_frames: int = Field(default=DEFAULT_ADD_POST_FRAMES, ge=0)
+    auto_negatives: bool | int = DEFAULT_AUTO_NEGATIVES  # or a count 0–4 (up, right, down, left)
     # more negatives per acquisition, at the brightest signal-free places (not in the original)
-    hard_negatives: int = 0
+    hard_negatives: int = DEFAULT_HARD_NEGATIVES
     # the original's settings dict: which movie, channel and label the crops come from
     img_identifier: str = ""
     channel_contrast: tuple[str, ...] = ()
     label: tuple[str, ...] = ()
     event_content: str = ""
+
+    @field_validator("channel_contrast", "label", mode="before")
+    @classmethod
+    def _names(cls, value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        if not isinstance(value, str | list | tuple | type(None)):
+            raise ValueError(f"{info.field_name} must be a name or a list of names")
+        return as_names(value)
+
+    @field_validator("img_identifier", "event_content", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return "" if value is None else str(value)
+
+    @field_validator("hard_negatives", mode="before")
+    @classmethod
+    def _whole_count(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"hard_negatives must be a whole number ≥ 0, not {value!r}")
+        return value
+
+    @field_validator("auto_negatives", mode="before")
+    @classmethod
+    def _negatives(cls, value: Any) -> bool | int:
+        try:
+            negatives_count(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @classmethod
+    def read(
+        cls,
+        values: Mapping[str, Any],
+        source: Path,
+        where: str,
+        base: IngestionParams | None = None,
+    ) -> IngestionParams:
+        """``base`` (the defaults when None) overridden by ``values``, validated.
+
+        Raises
+        ------
+        MetadataError
+            An unknown key or a bad value, naming ``source`` and ``<where>.<key>``.
+        """
+        known = cls.model_fields
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise MetadataError(
+                source, f"unknown {where} settings {unknown}; known: {sorted(known)}"
+            )
+        merged = {**(base.model_dump() if base is not None else {}), **values}
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            raise MetadataError(source, _problems(exc, where)) from None
+
+
+def _problems(exc: ValidationError, where: str = "") -> str:
+    """A pydantic error as ``<where>.<key>: <problem>`` (a validator's own message, which
+    starts with the key, as ``<where>.<message>``), ``;``-separated."""
+    prefix = f"{where}." if where else ""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
+        message = str(error["msg"])
+        if error["type"] == "value_error":
+            problems.append(f"{prefix}{message.removeprefix('Value error, ')}")
+        else:
+            problems.append(f"{prefix}{key}: {message}")
+    return "; ".join(dict.fromkeys(problems))
 
 
 # Per kind (``kinds: {name: {...}}``) besides the IngestionParams fields
@@ -218,24 +308,29 @@ def _cluster_from(
     return cluster
 
 
-@dataclass(frozen=True)
-class PlatformSettings:
-    """Everything a deep-events process needs to know about where things are."""
+class PlatformSettings(BaseModel):
+    """Everything a deep-events process needs to know about where things are: the home's
+    ``deep_events.yaml`` (:data:`CONFIG_KEYS`), the environment and the command line, validated
+    once by :func:`load_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     home: Path
     kinds: tuple[str, ...] = DEFAULT_KINDS
     roots: tuple[Path, ...] = ()
     output_root: Path | None = None
     catalog_uri_from_env: bool = False
-    catalog_uri: str = field(default="", repr=False)
-    quiet_seconds: float = 30.0
-    sensor_interval_seconds: int = 5
+    catalog_uri: str = Field(default="", repr=False)
+    quiet_seconds: float = Field(default=30.0, ge=0)
+    sensor_interval_seconds: int = Field(default=5, gt=0)
     training_dir: Path | None = None
     device: str = "auto"
     params: IngestionParams = IngestionParams()
-    cluster: ClusterSettings = field(default=ClusterSettings(), repr=False)
+    cluster: ClusterSettings = Field(default=ClusterSettings(), repr=False)
     # per-kind settings from a ``kinds:`` mapping (see kind_settings)
-    kind_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    kind_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # folders of original event folders, imported by the legacy_events asset (under the home)
+    legacy_folders: tuple[Path, ...] = ()
 
     def kind_settings(self, kind: str) -> KindSettings:
         """A kind's extraction choices and parameters: ``ingestion:``, then ``kinds.<kind>``."""
@@ -290,7 +385,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 # Every top-level key deep_events.yaml may hold (some are read elsewhere: ``deploy`` by
-# ``ml.deploy``, ``legacy_folders`` by ``defs.ingestion.legacy``); anything else is a typo.
+# ``ml.deploy``); anything else is a typo.
 CONFIG_KEYS = (
     "kinds",
     "roots",
@@ -320,44 +415,11 @@ def _check_keys(config: Mapping[str, Any], source: Path) -> None:
         )
 
 
-def _params(
-    section: Mapping[str, Any], source: Path, where: str, base: IngestionParams
-) -> IngestionParams:
-    from deep_events_dagster.core.errors import ConfigurationError
-    from deep_events_dagster.core.kinds import as_names, negatives_count
-
-    known = IngestionParams.__dataclass_fields__
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise MetadataError(source, f"unknown {where} settings {unknown}; known: {sorted(known)}")
-    values = dict(section)
-    for key in ("channel_contrast", "label"):
-        if key in values:
-            if not isinstance(values[key], str | list | tuple | type(None)):
-                raise MetadataError(source, f"{where}.{key} must be a name or a list of names")
-            values[key] = as_names(values[key])
-    for key in ("img_identifier", "event_content"):
-        if key in values:
-            values[key] = "" if values[key] is None else str(values[key])
-    if "hard_negatives" in values:
-        count = values["hard_negatives"]
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise MetadataError(
-                source, f"{where}.hard_negatives must be a whole number ≥ 0, not {count!r}"
-            )
-    if "auto_negatives" in values:
-        try:
-            negatives_count(values["auto_negatives"])
-        except ConfigurationError as exc:
-            raise MetadataError(source, f"{where}.{exc}") from None
-    return replace(base, **values)
-
-
 def _params_from(config: Mapping[str, Any], source: Path) -> IngestionParams:
     section = config.get("ingestion", {}) or {}
     if not isinstance(section, dict):
         raise MetadataError(source, "'ingestion' must be a mapping")
-    return _params(section, source, "ingestion", IngestionParams())
+    return IngestionParams.read(section, source, "ingestion")
 
 
 def resolve_kind(
@@ -370,10 +432,8 @@ def resolve_kind(
     MetadataError
         An unknown key or a bad value (naming ``source`` and the key).
     """
-    from deep_events_dagster.core.kinds import DEFAULT_LINE_WIDTH, KindOptions
-
     own = {k: v for k, v in section.items() if k not in KIND_KEYS}
-    params = _params(own, source, f"kinds.{kind}", base)
+    params = IngestionParams.read(own, source, f"kinds.{kind}", base)
     options = KindOptions(
         annotations=str(section.get("annotations") or kind),
         shape=section.get("type", "points"),
@@ -383,15 +443,16 @@ def resolve_kind(
         labels=params.label,
         event_content=params.event_content,
     )
-    return KindSettings(kind, options, params)
+    return KindSettings(name=kind, options=options, params=params)
 
 
-@dataclass(frozen=True)
-class KindSettings:
+class KindSettings(BaseModel):
     """One annotation kind: its extraction choices and its ingestion parameters."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
     name: str
-    options: Any  # core.kinds.KindOptions
+    options: KindOptions
     params: IngestionParams
 
 
@@ -411,19 +472,30 @@ def _kinds_from(
         section = section or {}
         if not isinstance(section, dict):
             raise MetadataError(source, f"kinds.{name} must be a mapping of settings")
-        unknown = sorted(set(section) - set(KIND_KEYS) - set(IngestionParams.__dataclass_fields__))
+        unknown = sorted(set(section) - set(KIND_KEYS) - set(IngestionParams.model_fields))
         if unknown:
             raise MetadataError(
                 source,
                 f"unknown settings {unknown} for kind {name!r}; known: "
-                f"{sorted({*KIND_KEYS, *IngestionParams.__dataclass_fields__})}",
+                f"{sorted({*KIND_KEYS, *IngestionParams.model_fields})}",
             )
         if section.get("type", "points") not in ("points", "lines"):
             raise MetadataError(source, f"kinds.{name}.type must be points or lines")
         own = {k: v for k, v in section.items() if k not in KIND_KEYS}
-        _params(own, source, f"kinds.{name}", params)  # validated now, applied per kind
+        IngestionParams.read(own, source, f"kinds.{name}", params)  # validated now
         per_kind[str(name)] = dict(section)
     return tuple(per_kind), per_kind
+
+
+def _legacy_folders_from(config: Mapping[str, Any], source: Path, home: Path) -> tuple[Path, ...]:
+    """``legacy_folders:`` (a folder or a list of folders; relative ones under the home)."""
+    value = config.get("legacy_folders")
+    if value in (None, "", []):
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise MetadataError(source, "'legacy_folders' must be a folder or a list of folders")
+    return tuple(home / Path(i).expanduser() for i in items)
 
 
 def load_settings(
@@ -450,45 +522,37 @@ def load_settings(
     _check_keys(config, config_path)
     params = _params_from(config, config_path)
     kinds, kind_config = _kinds_from(config, config_path, params)
-    settings = PlatformSettings(
-        home=resolved_home,
-        params=params,
-        cluster=_cluster_from(config, env, config_path),
-        kinds=kinds,
-        kind_config=kind_config,
-    )
-    if config.get("roots"):
-        settings = replace(settings, roots=tuple(Path(r) for r in config["roots"]))
-    if config.get("output_root"):
-        settings = replace(settings, output_root=Path(config["output_root"]))
-    if config.get("quiet_seconds") is not None:
-        settings = replace(settings, quiet_seconds=float(config["quiet_seconds"]))
-    if config.get("sensor_interval_seconds") is not None:
-        interval = int(config["sensor_interval_seconds"])
-        settings = replace(settings, sensor_interval_seconds=interval)
+    values: dict[str, Any] = {
+        "home": resolved_home,
+        "params": params,
+        "cluster": _cluster_from(config, env, config_path),
+        "kinds": kinds,
+        "kind_config": kind_config,
+    }
+    for key in ("roots", "output_root", "device", "catalog_uri"):
+        if config.get(key):
+            values[key] = config[key]
+    for key in ("quiet_seconds", "sensor_interval_seconds"):
+        if config.get(key) is not None:
+            values[key] = config[key]
     if config.get("training_dir"):
-        training_dir = Path(config["training_dir"])
-        if not training_dir.is_absolute():
-            training_dir = resolved_home / training_dir
-        settings = replace(settings, training_dir=training_dir)
-    if config.get("device"):
-        settings = replace(settings, device=str(config["device"]))
-    if config.get("catalog_uri"):
-        settings = replace(settings, catalog_uri=str(config["catalog_uri"]))
+        values["training_dir"] = resolved_home / Path(config["training_dir"])  # absolute wins
+    values["legacy_folders"] = _legacy_folders_from(config, config_path, resolved_home)
     if env.get(KINDS_ENV):
-        kinds = tuple(k.strip() for k in env[KINDS_ENV].split(",") if k.strip())
-        settings = replace(settings, kinds=kinds)
+        values["kinds"] = tuple(k.strip() for k in env[KINDS_ENV].split(",") if k.strip())
     if env.get(ROOTS_ENV):
-        roots = tuple(Path(r) for r in env[ROOTS_ENV].split(os.pathsep) if r)
-        settings = replace(settings, roots=roots)
+        values["roots"] = tuple(r for r in env[ROOTS_ENV].split(os.pathsep) if r)
     if env.get(OUTPUT_ROOT_ENV):
-        settings = replace(settings, output_root=Path(env[OUTPUT_ROOT_ENV]))
+        values["output_root"] = env[OUTPUT_ROOT_ENV]
     if env.get(QUIET_ENV):
-        settings = replace(settings, quiet_seconds=float(env[QUIET_ENV]))
+        values["quiet_seconds"] = env[QUIET_ENV]
     if env.get(CATALOG_URI_ENV):
-        settings = replace(settings, catalog_uri=env[CATALOG_URI_ENV], catalog_uri_from_env=True)
-    if overrides:
-        settings = replace(settings, **overrides)
+        values.update(catalog_uri=env[CATALOG_URI_ENV], catalog_uri_from_env=True)
+    values.update(overrides)
+    try:
+        settings = PlatformSettings(**values)
+    except ValidationError as exc:
+        raise MetadataError(config_path, _problems(exc)) from None
     for kind in settings.kinds:
         if not kind or not all(c.isascii() and (c.isalnum() or c == "_") for c in kind):
             raise ValueError(f"annotation kind {kind!r} must be ASCII letters, digits or '_'")

@@ -33,6 +33,7 @@ from deep_events_dagster.core.errors import (
 from deep_events_dagster.core.fingerprint import MovieFingerprint, fingerprint_movie
 from deep_events_dagster.core.fsutil import TEMP_PREFIX, atomic_write_text
 from deep_events_dagster.core.kinds import (
+    DEFAULT_AUTO_NEGATIVES,
     KindOptions,
     Variant,
     choose_movie,
@@ -220,8 +221,8 @@ def make_ground_truth(
     kind: str,
     layout: Layout,
     *,
-    sigma: float = 5.0,
-    gt_cutoff: float = 0.1,
+    sigma: float = ground_truth.DEFAULT_SIGMA,
+    gt_cutoff: float = ground_truth.DEFAULT_CUTOFF,
     options: KindOptions | None = None,
 ) -> GroundTruthStep:
     """Render and write ``ground_truth_<kind>.tif`` for an acquisition (atomically).
@@ -465,17 +466,17 @@ def extract_events(
     kind: str,
     layout: Layout,
     *,
-    crop_size: int = 256,
-    detection_threshold: float = 0.5,
-    max_link_distance_px: float = 24.0,
-    max_gap_frames: int = 2,
-    add_pre_frames: int = 0,
-    add_post_frames: int = 5,
-    auto_negatives: bool | int = True,
+    crop_size: int = events.DEFAULT_CROP_SIZE,
+    detection_threshold: float = events.DEFAULT_THRESHOLD,
+    max_link_distance_px: float = events.DEFAULT_MAX_DISTANCE_PX,
+    max_gap_frames: int = events.DEFAULT_MAX_GAP_FRAMES,
+    add_pre_frames: int = events.DEFAULT_ADD_PRE_FRAMES,
+    add_post_frames: int = events.DEFAULT_ADD_POST_FRAMES,
+    auto_negatives: bool | int = DEFAULT_AUTO_NEGATIVES,
     options: KindOptions | None = None,
     write_workers: int | None = None,
     progress: Callable[[str], None] | None = None,
-    hard_negatives: int = 0,
+    hard_negatives: int = events.DEFAULT_HARD_NEGATIVES,
 ) -> EventsStep:
     """Detect events in the ground truth and write one ``ev_*`` folder per event.
 

@@ -29,10 +29,11 @@ from typing import Any, Literal
 
 from deep_events_dagster.core.acquisitions import is_movie_dir, is_movie_file
 from deep_events_dagster.core.errors import ConfigurationError, MetadataError, MovieError
+from deep_events_dagster.core.ground_truth import DEFAULT_LINE_WIDTH
 
 AnnotationShape = Literal["points", "lines"]
-DEFAULT_LINE_WIDTH = 7.0
 ALL_NEGATIVES = 4  # up, right, down, left
+DEFAULT_AUTO_NEGATIVES: bool | int = True  # all four
 
 
 def negatives_count(value: bool | int) -> int:

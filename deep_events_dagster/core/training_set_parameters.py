@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from deep_events_dagster.core.errors import ConfigurationError
 
 __all__ = ["TrainingSetParameters"]
 
 
-@dataclass(frozen=True)
-class TrainingSetParameters:
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"training setting {key} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ConfigurationError(f"training setting {key} must be finite, got {value!r}")
+    return float(value)
+
+
+def _whole(key: str, value: Any) -> int:
+    number = _number(key, value)
+    if not number.is_integer() or number < 1:
+        raise ConfigurationError(
+            f"training setting {key} must be a whole number ≥ 1, got {value!r}"
+        )
+    return int(number)
+
+
+class TrainingSetParameters(BaseModel):
     """The settings that shape a training set's data (all part of its content address).
 
     Attributes
@@ -33,12 +50,14 @@ class TrainingSetParameters:
     group_by_acquisition
         Keep each acquisition's events on one side of the split.
     subset_fraction
-        Fraction (0, 1] of training events kept.
+        Fraction (0, 1] of training events kept (``null``/``false``: 1).
     max_n_timepoints
         Frames per stored window (≥ ``n_timepoints``), or None for ``n_timepoints``.
     smooth
-        σ in pixels of the Gaussian blur of the ground truth (0: none).
+        σ in pixels of the Gaussian blur of the ground truth (0: none; ``null``/``false``: 0).
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     n_timepoints: int = 1
     fps: float | None = None
@@ -47,6 +66,79 @@ class TrainingSetParameters:
     subset_fraction: float = 1.0
     max_n_timepoints: int | None = None
     smooth: float = 0.0
+
+    @field_validator("n_timepoints", mode="before")
+    @classmethod
+    def _frames(cls, value: Any) -> int:
+        return _whole("n_timepoints", value)
+
+    @field_validator("fps", mode="before")
+    @classmethod
+    def _fps(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        fps = _number("fps", value)
+        if fps <= 0:
+            raise ConfigurationError(f"training setting fps must be > 0, got {value!r}")
+        return fps
+
+    @field_validator("train_val_split", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> float:
+        split = _number("train_val_split", value)
+        if not 0.0 <= split < 1.0:
+            raise ConfigurationError(
+                f"training setting train_val_split (fraction of events held out) must be in "
+                f"[0, 1), got {split!r}"
+            )
+        return split
+
+    @field_validator("group_by_acquisition", mode="before")
+    @classmethod
+    def _group(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigurationError(
+                f"training setting group_by_acquisition must be true or false, got {value!r}"
+            )
+        return value
+
+    @field_validator("subset_fraction", mode="before")
+    @classmethod
+    def _subset(cls, value: Any) -> float:
+        if value is None or value is False:
+            value = 1.0
+        subset = _number("subset_fraction", value)
+        if not 0.0 < subset <= 1.0:
+            raise ConfigurationError(
+                f"training setting subset_fraction must be in (0, 1], got {value!r}"
+            )
+        return subset
+
+    @field_validator("max_n_timepoints", mode="before")
+    @classmethod
+    def _cap(cls, value: Any, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
+        cap = _whole("max_n_timepoints", value)
+        n_timepoints = info.data.get("n_timepoints")
+        if n_timepoints is not None and cap < n_timepoints:
+            raise ConfigurationError(
+                f"training setting max_n_timepoints ({cap}) is the longest window the training "
+                f"set serves; it must be ≥ n_timepoints ({n_timepoints})"
+            )
+        return cap
+
+    @field_validator("smooth", mode="before")
+    @classmethod
+    def _smooth(cls, value: Any) -> float:
+        if value is None or value is False:
+            value = 0.0
+        smooth = _number("smooth", value)
+        if smooth < 0:
+            raise ConfigurationError(
+                f"training setting smooth (σ in pixels, 0 = off) must be ≥ 0, got {value!r}"
+            )
+        return smooth
 
     @property
     def window(self) -> int:
@@ -57,92 +149,30 @@ class TrainingSetParameters:
     def from_settings(cls, settings: Mapping[str, Any] | None) -> TrainingSetParameters:
         """Read the training-set parameters out of a run's settings (other keys are ignored).
 
-        ``subset`` (the original's name) is read as ``subset_fraction``; ``false``/``null``
-        mean 1.
+        ``subset`` (the original's name) is read as ``subset_fraction``.
 
         Raises
         ------
         ConfigurationError
-            A value has the wrong type or range.
+            A value has the wrong type or range (the first one, in field order).
         """
         settings = dict(settings or {})
-
-        def number(key: str, value: Any) -> float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigurationError(f"training setting {key} must be a number, got {value!r}")
-            if not math.isfinite(float(value)):
-                raise ConfigurationError(f"training setting {key} must be finite, got {value!r}")
-            return float(value)
-
-        def integer(key: str, value: Any) -> int:
-            number_value = number(key, value)
-            if not number_value.is_integer() or number_value < 1:
-                raise ConfigurationError(
-                    f"training setting {key} must be a whole number ≥ 1, got {value!r}"
-                )
-            return int(number_value)
-
-        n_timepoints = integer("n_timepoints", settings.get("n_timepoints", 1))
-        fps_raw = settings.get("fps")
-        fps = None if fps_raw is None else number("fps", fps_raw)
-        if fps is not None and fps <= 0:
-            raise ConfigurationError(f"training setting fps must be > 0, got {fps_raw!r}")
-        split = number("train_val_split", settings.get("train_val_split", 0.2))
-        if not 0.0 <= split < 1.0:
-            raise ConfigurationError(
-                f"training setting train_val_split (fraction of events held out) must be in "
-                f"[0, 1), got {split!r}"
-            )
-        group = settings.get("group_by_acquisition", False)
-        if not isinstance(group, bool):
-            raise ConfigurationError(
-                f"training setting group_by_acquisition must be true or false, got {group!r}"
-            )
-        subset_raw = settings.get("subset_fraction", settings.get("subset", 1.0))
-        if subset_raw is None or subset_raw is False:
-            subset_raw = 1.0
-        subset = number("subset_fraction", subset_raw)
-        if not 0.0 < subset <= 1.0:
-            raise ConfigurationError(
-                f"training setting subset_fraction must be in (0, 1], got {subset_raw!r}"
-            )
-        cap_raw = settings.get("max_n_timepoints")
-        cap = None if cap_raw is None else integer("max_n_timepoints", cap_raw)
-        if cap is not None and cap < n_timepoints:
-            raise ConfigurationError(
-                f"training setting max_n_timepoints ({cap}) is the longest window the training "
-                f"set serves; it must be ≥ n_timepoints ({n_timepoints})"
-            )
-        smooth_raw = settings.get("smooth")
-        if smooth_raw is None or smooth_raw is False:
-            smooth_raw = 0.0
-        smooth = number("smooth", smooth_raw)
-        if smooth < 0:
-            raise ConfigurationError(
-                f"training setting smooth (σ in pixels, 0 = off) must be ≥ 0, got {smooth_raw!r}"
-            )
-        return cls(
-            n_timepoints=n_timepoints,
-            fps=fps,
-            train_val_split=split,
-            group_by_acquisition=group,
-            subset_fraction=subset,
-            max_n_timepoints=cap,
-            smooth=smooth,
-        )
+        values = {key: settings[key] for key in cls.model_fields if key in settings}
+        if "subset_fraction" not in values and "subset" in settings:
+            values["subset_fraction"] = settings["subset"]
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, ConfigurationError):
+                raise cause from None
+            key = ".".join(str(p) for p in error["loc"])
+            raise ConfigurationError(f"training setting {key}: {error['msg']}") from None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for YAML."""
-        return {
-            "n_timepoints": self.n_timepoints,
-            "fps": self.fps,
-            "train_val_split": self.train_val_split,
-            "group_by_acquisition": self.group_by_acquisition,
-            "subset_fraction": self.subset_fraction,
-            "max_n_timepoints": self.max_n_timepoints,
-            "smooth": self.smooth,
-            "window": self.window,
-        }
+        return {**self.model_dump(), "window": self.window}
 
     def address_dict(self) -> dict[str, Any]:
         """The values that shape the stored data (``n_timepoints`` only through the window)."""

@@ -3,7 +3,6 @@ jobs and sensors, the resources configured from ``deep_events.yaml``, and the ex
 
 import dagster as dg
 
-from deep_events_dagster.core.kinds import negatives_count
 from deep_events_dagster.defs.executors import executor_for
 from deep_events_dagster.defs.ingestion.assets import (
     acquisition_metadata,
@@ -43,27 +42,7 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
         assets.extend(build_kind_assets(kind))
         assets.extend(build_prediction_assets(kind))
     home: str | dg.EnvVar = dg.EnvVar(HOME_ENV) if home_from_env else str(settings.home)
-    params = settings.params
-    ingestion = IngestionResource(
-        home=home,
-        roots=[str(r) for r in settings.roots],
-        output_root=str(settings.output_root) if settings.output_root else None,
-        sigma=params.sigma,
-        gt_cutoff=params.gt_cutoff,
-        detection_threshold=params.detection_threshold,
-        crop_size=params.crop_size,
-        max_link_distance_px=params.max_link_distance_px,
-        max_gap_frames=params.max_gap_frames,
-        add_pre_frames=params.add_pre_frames,
-        add_post_frames=params.add_post_frames,
-        auto_negatives=negatives_count(params.auto_negatives),
-        hard_negatives=params.hard_negatives,
-        img_identifier=params.img_identifier,
-        channel_contrast=list(params.channel_contrast),
-        label=list(params.label),
-        event_content=params.event_content,
-        kind_config={k: dict(v) for k, v in settings.kind_config.items()},
-    )
+    ingestion = IngestionResource.from_settings(settings, home=home)
     uri: str | dg.EnvVar = dg.EnvVar(CATALOG_URI_ENV) if settings.catalog_uri_from_env else ""
     if not settings.catalog_uri_from_env and settings.catalog_uri:
         uri = settings.catalog_uri

@@ -1,40 +1,58 @@
 """Dagster resources shared by both packages: ingestion settings and the event catalog."""
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.core.ingest import AcquisitionRef
-from deep_events_dagster.core.kinds import negatives_count
+from deep_events_dagster.core.ingest import AcquisitionRef, extract_events
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import Vocabulary, load_vocabulary
-from deep_events_dagster.settings import CONFIG_FILE, IngestionParams, KindSettings, resolve_kind
+from deep_events_dagster.settings import (
+    CONFIG_FILE,
+    IngestionParams,
+    KindSettings,
+    PlatformSettings,
+    resolve_kind,
+)
 
 
 class IngestionResource(dg.ConfigurableResource):
-    """Where the data is, where derived files go, and the science's parameters."""
+    """Where the data is, where derived files go, and the science's parameters.
+
+    ``params`` and ``kind_config`` are the ``ingestion:`` and ``kinds:`` sections of
+    ``deep_events.yaml`` as plain config (the UI shows them with the run); they are validated
+    by ``settings.IngestionParams`` / ``settings.resolve_kind`` when read, the only place their
+    keys and defaults are declared.
+    """
 
     home: str
     roots: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
     output_root: str | None = None
-    sigma: float = IngestionParams.sigma
-    gt_cutoff: float = IngestionParams.gt_cutoff
-    detection_threshold: float = IngestionParams.detection_threshold
-    crop_size: int = IngestionParams.crop_size
-    max_link_distance_px: float = IngestionParams.max_link_distance_px
-    max_gap_frames: int = IngestionParams.max_gap_frames
-    add_pre_frames: int = IngestionParams.add_pre_frames
-    add_post_frames: int = IngestionParams.add_post_frames
-    auto_negatives: int = 4  # a count 0–4 (up, right, down, left); true in deep_events.yaml = 4
-    hard_negatives: int = IngestionParams.hard_negatives
-    img_identifier: str = ""
-    channel_contrast: list[str] = []  # noqa: RUF012
-    label: list[str] = []  # noqa: RUF012
-    event_content: str = ""
+    # ingestion: of deep_events.yaml (settings.IngestionParams fields; missing ones: defaults)
+    params: dict[str, Any] = {}  # noqa: RUF012
     # kinds: {name: {...}} of deep_events.yaml (annotations, type, line_width, overrides)
     kind_config: dict[str, dict[str, Any]] = {}  # noqa: RUF012
+
+    @classmethod
+    def from_settings(
+        cls, settings: PlatformSettings, home: str | dg.EnvVar | None = None
+    ) -> "IngestionResource":
+        """The resource of the given settings (``home`` instead of their home when given)."""
+        return cls(
+            home=str(settings.home) if home is None else home,
+            roots=[str(r) for r in settings.roots],
+            output_root=str(settings.output_root) if settings.output_root else None,
+            params=settings.params.model_dump(mode="json"),
+            kind_config={k: dict(v) for k, v in settings.kind_config.items()},
+        )
+
+    @property
+    def config_file(self) -> Path:
+        """The home's ``deep_events.yaml`` (named by messages about a bad parameter)."""
+        return Path(self.home) / CONFIG_FILE
 
     def layout(self) -> Layout:
         """Derived-file layout (original layout, or the ``output_root`` mirror)."""
@@ -48,43 +66,27 @@ class IngestionResource(dg.ConfigurableResource):
         """The acquisition behind a partition key."""
         return AcquisitionRef.from_key(partition_key, self.roots)
 
+    def ingestion_params(self) -> IngestionParams:
+        """``params`` validated (``ingestion:`` of deep_events.yaml)."""
+        return IngestionParams.read(self.params, self.config_file, "ingestion")
+
     def kind(self, kind: str) -> KindSettings:
         """A kind's extraction choices and parameters (``ingestion:``, then ``kinds.<kind>``)."""
-        base = IngestionParams(
-            sigma=self.sigma,
-            gt_cutoff=self.gt_cutoff,
-            detection_threshold=self.detection_threshold,
-            crop_size=self.crop_size,
-            max_link_distance_px=self.max_link_distance_px,
-            max_gap_frames=self.max_gap_frames,
-            add_pre_frames=self.add_pre_frames,
-            add_post_frames=self.add_post_frames,
-            auto_negatives=self.auto_negatives,
-            hard_negatives=self.hard_negatives,
-            img_identifier=self.img_identifier,
-            channel_contrast=tuple(self.channel_contrast),
-            label=tuple(self.label),
-            event_content=self.event_content,
-        )
-        source = Path(self.home) / CONFIG_FILE
-        return resolve_kind(kind, self.kind_config.get(kind, {}), base, source)
+        section = self.kind_config.get(kind, {})
+        return resolve_kind(kind, section, self.ingestion_params(), self.config_file)
 
-    def event_params(self, kind: str) -> dict:
+    def event_params(self, kind: str) -> dict[str, Any]:
         """Keyword arguments of :func:`deep_events_dagster.core.ingest.extract_events` for a
-        kind (its parameters and its extraction choices)."""
+        kind: the kind's parameters of the same name, and its extraction choices."""
         resolved = self.kind(kind)
-        params = resolved.params
-        return {
-            "crop_size": params.crop_size,
-            "detection_threshold": params.detection_threshold,
-            "max_link_distance_px": params.max_link_distance_px,
-            "max_gap_frames": params.max_gap_frames,
-            "add_pre_frames": params.add_pre_frames,
-            "add_post_frames": params.add_post_frames,
-            "auto_negatives": negatives_count(params.auto_negatives),
-            "hard_negatives": params.hard_negatives,
-            "options": resolved.options,
-        }
+        params = resolved.params.model_dump(include=_EXTRACTION_PARAMS)
+        return {**params, "options": resolved.options}
+
+
+# IngestionParams fields that extract_events takes under the same name
+_EXTRACTION_PARAMS = frozenset(inspect.signature(extract_events).parameters) & frozenset(
+    IngestionParams.model_fields
+)
 
 
 class CatalogResource(dg.ConfigurableResource):

@@ -1,6 +1,5 @@
 """Asset checks beside the ingestion assets, evaluated in real runs of the ingest job."""
 
-import dataclasses
 import shutil
 
 import dagster as dg
@@ -147,7 +146,7 @@ def test_points_outside_the_movie_fail_the_ground_truth_and_its_check(setup):
 def test_missing_peaks_block_crops_and_catalog_in_the_same_run(setup):
     tree, _, settings, instance = setup
     # σ = 0.2 px: sub-pixel points (µm CSVs) render below the 0.5 threshold or not at all
-    tiny = dataclasses.replace(settings, params=IngestionParams(sigma=0.2))
+    tiny = settings.model_copy(update={"params": IngestionParams(sigma=0.2)})
     acq = tree.acquisitions[0]
     assert acq.scale_csv
     result = _run(tiny, instance, acq.folder.as_posix())

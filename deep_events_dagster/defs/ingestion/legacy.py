@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import yaml
 from pydantic import Field
 
 from deep_events_dagster.catalog.legacy import LegacyImportReport, import_legacy_folders
 from deep_events_dagster.defs.resources import CatalogResource
-from deep_events_dagster.settings import CONFIG_FILE
+from deep_events_dagster.settings import CONFIG_FILE, load_settings
 
 LEGACY_GROUP = "ingestion"
 LEGACY_ASSET = "legacy_events"
@@ -41,37 +40,18 @@ class LegacyImportConfig(dg.Config):
 
 
 def configured_legacy_folders(home: str | Path) -> list[str]:
-    """``legacy_folders`` of ``<home>/deep_events.yaml`` (a folder or a list of folders).
-
-    Relative folders are taken under the home. A missing file or key gives ``[]``.
+    """``legacy_folders`` of the home's settings (``settings.load_settings``).
 
     Raises
     ------
     dagster.Failure
-        The file is not valid YAML, not a mapping, or ``legacy_folders`` is not a string or a
-        list of strings.
+        ``deep_events.yaml`` is unusable (the message names the file and the key).
     """
-    path = Path(home) / CONFIG_FILE
-    if not path.is_file():
-        return []
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise dg.Failure(description=f"{path}: cannot read ({exc})", allow_retries=False) from exc
-    if config is None:
-        return []
-    if not isinstance(config, dict):
-        raise dg.Failure(description=f"{path}: must be a mapping", allow_retries=False)
-    value = config.get(LEGACY_FOLDERS_KEY)
-    if value in (None, "", []):
-        return []
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-        raise dg.Failure(
-            description=f"{path}: '{LEGACY_FOLDERS_KEY}' must be a folder or a list of folders",
-            allow_retries=False,
-        )
-    return [str(Path(home) / Path(i).expanduser()) for i in items]
+        settings = load_settings(home)
+    except ValueError as exc:  # MetadataError, or a bad kind name
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    return [str(folder) for folder in settings.legacy_folders]
 
 
 def _cell(value: Any) -> str:

@@ -56,6 +56,7 @@ def predict_acquisition(
     ref = ingestion.acquisition(context.partition_key)
     layout = ingestion.layout()
     try:
+        params = ingestion.ingestion_params()
         movie = movie_in_folder(ref.folder)
         if movie is None:
             raise MovieError(
@@ -74,7 +75,7 @@ def predict_acquisition(
             device=prediction.device,
             precision=prediction.precision,
             max_tile=prediction.max_tile,
-            max_link_distance_px=ingestion.max_link_distance_px,
+            max_link_distance_px=params.max_link_distance_px,
             progress=lambda done, total: (
                 context.log.info(f"{done}/{total} frames")
                 if done == total or done % 50 == 0
@@ -91,11 +92,11 @@ def predict_acquisition(
                 kind,
                 metadata=metadata,
                 root=ref.root,
-                max_link_distance_px=ingestion.max_link_distance_px,
-                max_gap_frames=ingestion.max_gap_frames,
+                max_link_distance_px=params.max_link_distance_px,
+                max_gap_frames=params.max_gap_frames,
             )
             comparison = compare_events(
-                result.events, annotated, max_link_distance_px=ingestion.max_link_distance_px
+                result.events, annotated, max_link_distance_px=params.max_link_distance_px
             )
     except (InputError, ConfigurationError, FileNotFoundError) as exc:
         raise _failure(exc) from exc

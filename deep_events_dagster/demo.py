@@ -12,16 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deep_events_dagster.catalog.protocol import collection_name
-from deep_events_dagster.cli import (
-    _pointer,
-    _training_run_folder,
-    deploy,
-    ingest,
-    prepare_home,
-    register_partitions,
-    run_partition,
-    train,
-)
+from deep_events_dagster.cli.ingestion import ingest
+from deep_events_dagster.cli.models import deploy
+from deep_events_dagster.cli.runs import prepare_home, register_partitions, run_partition
+from deep_events_dagster.cli.training import read_pointer, train, training_run_folder
 from deep_events_dagster.core.acquisitions import acquisition_key
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.settings import PlatformSettings, load_settings
@@ -133,7 +127,7 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
     from deep_events_dagster.ml.config import load_validated_training_file
 
     (run,) = load_validated_training_file(settings_file)
-    model_dir = Path(_pointer(_training_run_folder(settings, run.spec) / "model.yaml")["path"])
+    model_dir = Path(read_pointer(training_run_folder(settings, run.spec) / "model.yaml")["path"])
     evaluation = yaml.safe_load((model_dir / "evaluation.yaml").read_text(encoding="utf-8"))
 
     print("[4/5] deploying the model for the microscope", flush=True)
@@ -146,7 +140,7 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
     prepare_home(heldout_settings)
     heldout_key = acquisition_key(heldout)
     register_partitions([heldout_key])
-    outcome = run_partition(heldout_key, job_definition="predict_job_definition")
+    outcome = run_partition(heldout_settings, heldout_key, job_definition="predict_job_definition")
     if not outcome.success:
         print(f"FAILED  {heldout_key}: {outcome.message}", flush=True)
         return 1

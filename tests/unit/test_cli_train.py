@@ -2,7 +2,8 @@
 
 import yaml
 
-from deep_events_dagster.cli import _evaluation_summary, main
+from deep_events_dagster.cli import main
+from deep_events_dagster.cli.training import evaluation_summary
 from deep_events_dagster.ml.config import TrainingSettings
 
 TYPO_FILE = """\
@@ -68,7 +69,7 @@ def test_a_bad_value_and_a_top_level_typo_are_one_line_too(tmp_path, capfd):
 
 def test_evaluation_summary_reads_the_event_level_scores(tmp_path):
     path = tmp_path / "evaluation.yaml"
-    assert _evaluation_summary(path) == f"evaluation: none yet ({path})"
+    assert evaluation_summary(path) == f"evaluation: none yet ({path})"
     path.write_text(
         yaml.safe_dump(
             {
@@ -81,15 +82,15 @@ def test_evaluation_summary_reads_the_event_level_scores(tmp_path):
             }
         )
     )
-    assert _evaluation_summary(path) == (
+    assert evaluation_summary(path) == (
         f"events at threshold 0.420: precision 0.900, recall 0.750, F1 0.818  ({path})"
     )
     # written before the event-level evaluation: no unit, some keys missing
     path.write_text(yaml.safe_dump({"threshold": 0.5, "f1": 0.25}))
-    assert _evaluation_summary(path) == (
+    assert evaluation_summary(path) == (
         f"evaluation (unit not recorded) at threshold 0.500: F1 0.250  ({path})"
     )
     path.write_text(yaml.safe_dump({"threshold": 0.5}))
-    assert _evaluation_summary(path) == f"evaluation: no precision/recall/F1 in {path}"
+    assert evaluation_summary(path) == f"evaluation: no precision/recall/F1 in {path}"
     path.write_text("a: [unclosed\n")
-    assert _evaluation_summary(path) == f"evaluation: cannot read {path}"
+    assert evaluation_summary(path) == f"evaluation: cannot read {path}"

@@ -3,7 +3,7 @@
 An acquisition's movie may be an OME-Zarr image instead of an OME-TIFF. The platform's entry
 points dispatch on the path (a ``*.ome.zarr`` name), so everything downstream sees the same
 :class:`~deep_events_dagster.core.ome.MovieInfo`, fingerprint and
-:class:`~deep_events_dagster.core.crops.MovieReader` windows.
+:class:`~deep_events_dagster.core.movie_reader.MovieReader` windows.
 
 This module owns the ``MovieInfo`` of an OME-Zarr movie: :func:`read_zarr_movie_info` (its
 ``ome`` mapping has the keys the OME-TIFF one has: ``size_x`` … ``physical_size_x``/``_unit``,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deep_events_dagster.core.crops import MovieReader
 from deep_events_dagster.core.errors import MovieError
+from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.zarr_metadata import ZarrArrayInfo, read_ome_zarr
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class _ChunkCache:
 
 
 class ZarrMovieReader(MovieReader):
-    """:class:`~deep_events_dagster.core.crops.MovieReader` of an OME-Zarr movie.
+    """:class:`~deep_events_dagster.core.movie_reader.MovieReader` of an OME-Zarr movie.
 
     ``MovieReader(path)`` returns one for a ``*.ome.zarr`` path. Windows are read from the
     full-resolution array through ``zarr``: only the chunks a window touches are read and

@@ -22,10 +22,11 @@ the microscope does: the maximum of the frame's probability map, and where it is
   by its maximum when that is above 0.2), before any tiling.
 * **Tiles.** A frame of at most ``max_tile²`` pixels goes through the network whole; a larger
   one in overlapping, blended tiles (:func:`~deep_events_dagster.ml.predict_maps.probability_maps`).
-* **Memory.** Frames are read one at a time (:class:`~deep_events_dagster.core.crops.MovieReader`)
-  and only the normalised frames a later window still needs are kept: memory depends on the
-  frame size, ``n_timepoints·k`` and ``batch_size``, never on the movie's length. The
-  probability movie is written page by page.
+* **Memory.** Frames are read one at a time
+  (:class:`~deep_events_dagster.core.movie_reader.MovieReader`) and only the normalised frames
+  a later window still needs are kept: memory depends on the frame size, ``n_timepoints·k``
+  and ``batch_size``, never on the movie's length. The probability movie is written page by
+  page.
 * **Events.** A frame whose score is above the threshold (strictly, as the microscope decides)
   is a frame with an event. Where the events are comes from every local maximum of the
   probability map above the threshold (maxima closer than ``merge_distance_px`` are one, as
@@ -53,7 +54,6 @@ import numpy as np
 import tifffile
 import yaml
 
-from deep_events_dagster.core.crops import MovieReader
 from deep_events_dagster.core.errors import InputError, MovieError
 from deep_events_dagster.core.events import (
     DEFAULT_MAX_DISTANCE_PX,
@@ -65,6 +65,7 @@ from deep_events_dagster.core.events import (
 )
 from deep_events_dagster.core.frame_windows import frame_step
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
+from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.normalisation import normalize_image_frames
 from deep_events_dagster.core.ome import read_movie_info
 from deep_events_dagster.ml.backend import Predictor, load_predictor

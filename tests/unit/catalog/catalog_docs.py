@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deep_events_dagster.core.crops import event_id
+from deep_events_dagster.core.event_ids import event_id
 
 MONGO_ENV = "DEEP_EVENTS_TEST_MONGO_URI"
 

@@ -82,7 +82,9 @@ def _stack_layout(shape: tuple[int, ...], dtype: str, axes: str) -> _StackLayout
     """The layout of ``shape``/``dtype`` stacks, or None when tifffile does not write the
     pixels as one block there (then the caller writes through tifffile)."""
     zeros = np.zeros(shape, dtype=np.dtype(dtype))
-    ones = np.full(shape, 0xFF, dtype=np.uint8).view(np.dtype(dtype))
+    # every byte 0xFF, whatever the item size (a view of a shape-sized uint8 array would
+    # shrink the last axis, and fail on odd widths of wider types)
+    ones = np.full(zeros.nbytes, 0xFF, dtype=np.uint8).view(np.dtype(dtype)).reshape(shape)
     first, second = _imwrite_bytes(zeros, axes), _imwrite_bytes(ones, axes)
     if len(first) != len(second):
         return None

@@ -184,6 +184,8 @@ def test_write_event_folder_validates_shapes(tmp_path):
         ((4, 20, 20), "<f4", "TYX"),
         ((4, 20, 20), ">u2", "TYX"),
         ((2, 20, 20), "<i4", "TYX"),
+        ((2, 10, 11), "<u2", "TYX"),  # odd width of a two-byte type
+        ((3, 9, 7), "<f4", "TYX"),
     ],
 )
 def test_stack_writer_gives_tifffiles_bytes(tmp_path, shape, dtype, axes):
@@ -197,6 +199,12 @@ def test_stack_writer_gives_tifffiles_bytes(tmp_path, shape, dtype, axes):
     with tifffile.TiffFile(ours) as tif:
         assert tif.series[0].axes == axes and tif.series[0].dataoffset is not None
         assert np.array_equal(tif.asarray(), array)
+
+
+@pytest.mark.parametrize("dtype", ["<u2", "<f4", "|u1"])
+def test_stack_writer_takes_the_fast_path_for_common_types(dtype):
+    crops._stack_layout.cache_clear()
+    assert crops._stack_layout((2, 10, 11), dtype, "TYX") is not None
 
 
 def test_stack_writer_falls_back_to_tifffile_for_odd_layouts(tmp_path, monkeypatch):

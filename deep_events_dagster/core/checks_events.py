@@ -21,7 +21,7 @@ import tifffile
 
 from deep_events_dagster.core.checks_common import MAX_LISTED, plural
 from deep_events_dagster.core.crops import GROUND_TRUTH_NAME, IMAGES_NAME
-from deep_events_dagster.core.events import DEFAULT_THRESHOLD
+from deep_events_dagster.core.detections import DEFAULT_THRESHOLD
 
 __all__ = [
     "CatalogAgreement",

@@ -14,13 +14,16 @@ import numpy as np
 
 from deep_events_dagster.core import annotations as ann
 from deep_events_dagster.core.checks_common import MAX_LISTED, file_name, plural
-from deep_events_dagster.core.events import (
+from deep_events_dagster.core.detections import (
     DEFAULT_MERGE_DISTANCE_PX,
     DEFAULT_THRESHOLD,
     find_frame_maxima,
-    merge_windows,
 )
-from deep_events_dagster.core.ground_truth import GroundTruthReader, read_ground_truth_support
+from deep_events_dagster.core.ground_truth_reader import (
+    GroundTruthReader,
+    read_ground_truth_support,
+)
+from deep_events_dagster.core.regions import merge_windows
 
 __all__ = ["MissingPeak", "PeakCoverage", "lines_drawn", "one_peak_per_point"]
 
@@ -80,7 +83,7 @@ def one_peak_per_point(
     """Check that event detection will see every annotated point.
 
     In each frame that holds points, the ground truth's local maxima are found exactly as
-    event detection finds them (:func:`deep_events_dagster.core.events.find_frame_maxima`:
+    event detection finds them (:func:`deep_events_dagster.core.detections.find_frame_maxima`:
     values ≥ ``threshold``, maxima closer than ``merge_distance_px`` merged); a point passes
     when a maximum lies within ``merge_distance_px`` of it. Two points closer than that may
     share one maximum (they are one event anyway).

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from deep_events_dagster.core.acquisitions import is_movie_dir, is_movie_file
 from deep_events_dagster.core.errors import ConfigurationError, MetadataError, MovieError
-from deep_events_dagster.core.ground_truth import DEFAULT_LINE_WIDTH
+from deep_events_dagster.core.ground_truth_render import DEFAULT_LINE_WIDTH
 
 AnnotationShape = Literal["points", "lines"]
 ALL_NEGATIVES = 4  # up, right, down, left

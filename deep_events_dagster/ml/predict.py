@@ -54,20 +54,22 @@ import numpy as np
 import tifffile
 import yaml
 
-from deep_events_dagster.core.errors import InputError, MovieError
-from deep_events_dagster.core.events import (
-    DEFAULT_MAX_DISTANCE_PX,
-    DEFAULT_MAX_GAP_FRAMES,
+from deep_events_dagster.core.detections import (
     DEFAULT_MERGE_DISTANCE_PX,
     Detection,
     find_frame_maxima,
-    link_detections,
 )
+from deep_events_dagster.core.errors import InputError, MovieError
 from deep_events_dagster.core.frame_windows import frame_step
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
 from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.normalisation import normalize_image_frames
 from deep_events_dagster.core.ome import read_movie_info
+from deep_events_dagster.core.tracks import (
+    DEFAULT_MAX_DISTANCE_PX,
+    DEFAULT_MAX_GAP_FRAMES,
+    link_detections,
+)
 from deep_events_dagster.ml.backend import Predictor, load_predictor
 from deep_events_dagster.ml.model_folder import DB_PROMPT_FILE, SETTINGS_FILE, ModelFolder
 

@@ -17,16 +17,16 @@ import numpy as np
 from scipy import stats
 
 from deep_events_dagster.core.annotations import read_kind_points
+from deep_events_dagster.core.detections import Detection
 from deep_events_dagster.core.errors import MovieError
-from deep_events_dagster.core.events import (
-    DEFAULT_MAX_DISTANCE_PX,
-    DEFAULT_MAX_GAP_FRAMES,
-    Detection,
-    link_detections,
-)
 from deep_events_dagster.core.metadata import DB_FILE, read_db_yaml
 from deep_events_dagster.core.metrics import f1_from_counts
 from deep_events_dagster.core.ome import read_movie_info
+from deep_events_dagster.core.tracks import (
+    DEFAULT_MAX_DISTANCE_PX,
+    DEFAULT_MAX_GAP_FRAMES,
+    link_detections,
+)
 from deep_events_dagster.ml.predict_records import AnnotatedEvent, EventComparison, PredictedEvent
 
 __all__ = ["annotated_events", "compare_events", "frame_score_auroc"]

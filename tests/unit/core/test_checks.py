@@ -13,7 +13,8 @@ from deep_events_dagster.core import checks
 from deep_events_dagster.core.annotations import AnnotationPoint
 from deep_events_dagster.core.crops import write_event_folder
 from deep_events_dagster.core.errors import AnnotationError
-from deep_events_dagster.core.ground_truth import sidecar_path, write_ground_truth
+from deep_events_dagster.core.ground_truth import write_ground_truth
+from deep_events_dagster.core.ground_truth_reader import sidecar_path
 
 CROP = 32
 

@@ -6,29 +6,23 @@ import numpy as np
 import pytest
 import tifffile
 
+from deep_events_dagster.core.detections import Detection, find_frame_maxima
 from deep_events_dagster.core.errors import ConfigurationError
-from deep_events_dagster.core.events import (
-    Box,
-    Detection,
-    crop_box,
-    detect_events,
-    detect_events_in_file,
-    find_frame_maxima,
+from deep_events_dagster.core.events import detect_events, detect_events_in_file
+from deep_events_dagster.core.ground_truth import write_ground_truth
+from deep_events_dagster.core.ground_truth_reader import (
+    GroundTruthReader,
+    read_ground_truth_support,
+)
+from deep_events_dagster.core.ground_truth_render import iter_ground_truth, render_frame
+from deep_events_dagster.core.negatives import (
     hard_negative_boxes,
-    link_detections,
-    merge_windows,
     negative_boxes,
     negative_boxes_in_file,
     signal_checker,
 )
-from deep_events_dagster.core.ground_truth import (
-    GroundTruthReader,
-    Window,
-    iter_ground_truth,
-    read_ground_truth_support,
-    render_frame,
-    write_ground_truth,
-)
+from deep_events_dagster.core.regions import Box, Window, crop_box, merge_windows
+from deep_events_dagster.core.tracks import link_detections
 
 
 def det(frame: int, y: float, x: float) -> Detection:

@@ -11,15 +11,14 @@ import tifffile
 from deep_events_dagster.core.annotations import AnnotationPoint
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.fsutil import TEMP_PREFIX
-from deep_events_dagster.core.ground_truth import (
+from deep_events_dagster.core.ground_truth import write_ground_truth
+from deep_events_dagster.core.ground_truth_reader import (
     GroundTruthReader,
-    Window,
-    iter_ground_truth,
     read_ground_truth_support,
-    render_frame,
     sidecar_path,
-    write_ground_truth,
 )
+from deep_events_dagster.core.ground_truth_render import iter_ground_truth, render_frame
+from deep_events_dagster.core.regions import Window
 
 
 def gauss(dy: float, dx: float, sigma: float = 5.0) -> float:

@@ -17,26 +17,27 @@ from deep_events_dagster.core.annotation_lines import (
     read_kind_lines,
     read_napari_shapes,
 )
+from deep_events_dagster.core.detections import find_frame_components, find_frame_maxima
 from deep_events_dagster.core.errors import AnnotationError, ConfigurationError
 from deep_events_dagster.core.events import (
-    crop_box,
     detect_events,
     detect_line_events,
     detect_line_events_in_file,
-    find_frame_components,
-    find_frame_maxima,
     line_detections,
-    negative_boxes_in_file,
 )
-from deep_events_dagster.core.ground_truth import (
+from deep_events_dagster.core.ground_truth import write_ground_truth
+from deep_events_dagster.core.ground_truth_reader import (
     GroundTruthReader,
-    iter_ground_truth,
     read_ground_truth_support,
+    sidecar_path,
+)
+from deep_events_dagster.core.ground_truth_render import (
+    iter_ground_truth,
     render_frame,
     render_lines_frame,
-    sidecar_path,
-    write_ground_truth,
 )
+from deep_events_dagster.core.negatives import negative_boxes_in_file
+from deep_events_dagster.core.regions import crop_box
 from deep_events_dagster.testing.annotations import ShapeSpec, write_napari_shapes_csv
 
 HEADER_3 = "index,shape-type,vertex-index,axis-0,axis-1,axis-2\n"

@@ -27,16 +27,13 @@ from benchmarks.common import (
     timed,
 )
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.core import ingest
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.acquisitions import acquisition_key
-from deep_events_dagster.core.ingest import (
-    AcquisitionRef,
-    IngestionReport,
-    default_write_workers,
-    ingest_acquisition,
-)
+from deep_events_dagster.core.event_folders import default_write_workers
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
+from deep_events_dagster.core.pipeline import IngestionReport, ingest_acquisition
+from deep_events_dagster.core.previews import ground_truth_thumbnail
 
 GOAL_RATIO = 3.0
 KIND = "points"
@@ -242,7 +239,7 @@ def run(ws: Workspace, sizes: Sizes, *, repeat: int = 3, dagster_repeat: int = 2
     evicted = cold_read_s > 1.5 * read_s
     events_step = report.events[KIND]
     gt_path = report.ground_truth[KIND].path
-    thumbnail_s, _ = timed(lambda: ingest.ground_truth_thumbnail(gt_path))
+    thumbnail_s, _ = timed(lambda: ground_truth_thumbnail(gt_path))
     say(f"ingestion: the event folders' bytes written with bare system calls (best of {repeat}) …")
     _core_ingestion(acquisition, home)
     floor = _EventFolderFloor(Layout().event_data(acquisition.root, KIND))
@@ -264,7 +261,7 @@ def run(ws: Workspace, sizes: Sizes, *, repeat: int = 3, dagster_repeat: int = 2
         name="ingestion",
         title=f"Core ingestion of one acquisition, {sizes.describe()}",
         compares=(
-            "ours = core.ingest.ingest_acquisition (movie check + fingerprint, db.yaml, ground "
+            "ours = core.pipeline.ingest_acquisition (movie check + fingerprint, db.yaml, ground "
             "truth, event detection, positive + negative event folders, catalog writes to an "
             "embedded montydb) vs reading the movie once with tifffile.imread; page cache warm "
             "for both, every ingestion starts from an acquisition without outputs"

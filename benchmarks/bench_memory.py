@@ -102,7 +102,7 @@ def run(ws: Workspace, long: Sizes, short: Sizes) -> Result:
             f"{long.frames} vs {short.frames} frames"
         ),
         compares=(
-            "peak RSS (VmHWM of the child) of core.ingest.ingest_acquisition run in a "
+            "peak RSS (VmHWM of the child) of core.pipeline.ingest_acquisition run in a "
             f"subprocess on a {long.describe()} movie, beside the same for {short.describe()}; "
             "anonymous (heap) and file-backed (mapped file pages) peaks sampled every 5 ms"
         ),

@@ -5,7 +5,7 @@ by ``write_large_movie``: uncompressed, one page per frame) is copied frame by f
 OME-Zarr image of the same pixels and metadata (NGFF 0.4 by default, chunks of one frame ×
 512 × 512 px, Blosc-zstd level 5 with byte shuffle — ome-zarr-py's default compression) in a
 twin acquisition folder with the same annotations. Both are ingested with
-:func:`~deep_events_dagster.core.ingest.ingest_acquisition` (movie check + fingerprint,
+:func:`~deep_events_dagster.core.pipeline.ingest_acquisition` (movie check + fingerprint,
 ``db.yaml``, ground truth, detection, event folders, catalog writes), alternately, each run
 from an acquisition without outputs, page cache warm; best of N each. Also printed: one whole
 read of each movie (``tifffile.imread`` / ``zarr`` ``[:]``), the per-step times, the sizes on
@@ -45,11 +45,12 @@ from benchmarks.common import (
     timed,
 )
 from deep_events_dagster.catalog import EventCatalog
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.crops import IMAGES_NAME, MovieReader
-from deep_events_dagster.core.ingest import AcquisitionRef, IngestionReport, ingest_acquisition
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.ome import read_movie_info
+from deep_events_dagster.core.pipeline import IngestionReport, ingest_acquisition
 from deep_events_dagster.testing.ome_writers import write_ome_zarr
 
 KIND = "points"
@@ -241,7 +242,7 @@ def run(
         name="zarr",
         title=f"Ingestion of an OME-Zarr movie against the same as OME-TIFF, {sizes.describe()}",
         compares=(
-            "core.ingest.ingest_acquisition of the acquisition with its movie as OME-Zarr "
+            "core.pipeline.ingest_acquisition of the acquisition with its movie as OME-Zarr "
             f"(NGFF {version}, chunks {chunks}, {compression or 'uncompressed'}; windows read "
             "chunk-wise through zarr) vs the same acquisition with the OME-TIFF (uncompressed, "
             "memory-mapped); runs alternate, page cache warm, outputs removed before each"

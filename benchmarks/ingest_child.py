@@ -62,9 +62,10 @@ class Sampler(threading.Thread):
 def main(argv: list[str] | None = None) -> int:
     folder, root, home = (Path(a) for a in (argv if argv is not None else sys.argv[1:]))
     from deep_events_dagster.catalog import EventCatalog
-    from deep_events_dagster.core.ingest import AcquisitionRef, ingest_acquisition
+    from deep_events_dagster.core.acquisition_ref import AcquisitionRef
     from deep_events_dagster.core.layout import Layout
     from deep_events_dagster.core.metadata import load_vocabulary
+    from deep_events_dagster.core.pipeline import ingest_acquisition
 
     baseline = read_status()["VmHWM"]
     sampler = Sampler()

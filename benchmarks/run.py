@@ -34,7 +34,7 @@ The benchmarks (full sizes; ``--quick`` shrinks them for a ~1 minute smoke run):
     maxima where ``frame == filtered`` and ``frame > 0.5``, naive linking. Goal: ≥ 100× faster.
 
 ``ingestion``
-    :func:`~deep_events_dagster.core.ingest.ingest_acquisition` of that acquisition (movie check
+    :func:`~deep_events_dagster.core.pipeline.ingest_acquisition` of that acquisition (movie check
     and fingerprint, ``db.yaml``, ground truth, detection, positive and negative event folders,
     catalog writes to an embedded montydb), starting each time from an acquisition without
     outputs, best of 3, against ``tifffile.imread`` of the movie, best of 3; the page cache is

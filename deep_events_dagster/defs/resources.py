@@ -1,15 +1,15 @@
 """Dagster resources shared by both packages: ingestion settings and the event catalog."""
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.core.ingest import AcquisitionRef, extract_events
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import Vocabulary, load_vocabulary
+from deep_events_dagster.core.pipeline import IngestionPipeline, KindPlan
 from deep_events_dagster.settings import (
     CONFIG_FILE,
     IngestionParams,
@@ -75,18 +75,17 @@ class IngestionResource(dg.ConfigurableResource):
         section = self.kind_config.get(kind, {})
         return resolve_kind(kind, section, self.ingestion_params(), self.config_file)
 
-    def event_params(self, kind: str) -> dict[str, Any]:
-        """Keyword arguments of :func:`deep_events_dagster.core.ingest.extract_events` for a
-        kind: the kind's parameters of the same name, and its extraction choices."""
-        resolved = self.kind(kind)
-        params = resolved.params.model_dump(include=_EXTRACTION_PARAMS)
-        return {**params, "options": resolved.options}
-
-
-# IngestionParams fields that extract_events takes under the same name
-_EXTRACTION_PARAMS = frozenset(inspect.signature(extract_events).parameters) & frozenset(
-    IngestionParams.model_fields
-)
+    def pipeline(
+        self, kind: KindSettings | None = None, *, with_vocabulary: bool = False
+    ) -> IngestionPipeline:
+        """The ingestion pipeline (``core.pipeline``) a step runs: with a kind's settings (from
+        :meth:`kind`), that kind's steps; ``with_vocabulary`` for the metadata step (the
+        vocabulary is loaded now)."""
+        return IngestionPipeline(
+            layout=self.layout(),
+            kinds=(KindPlan.from_settings(kind),) if kind is not None else (),
+            vocabulary=self.vocabulary() if with_vocabulary else None,
+        )
 
 
 class CatalogResource(dg.ConfigurableResource):

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deep_events_dagster.core.ingest import AcquisitionRef, event_documents, ingest_acquisition
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef
+from deep_events_dagster.core.events_manifest import event_documents
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
+from deep_events_dagster.core.pipeline import ingest_acquisition
 from deep_events_dagster.core.training_set import TrainingSetResult, build_training_set
 from deep_events_dagster.testing.trees import generate_tree
 

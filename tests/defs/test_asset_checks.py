@@ -9,7 +9,7 @@ import tifffile
 import yaml
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.core import checks, ingest
+from deep_events_dagster.core import checks, pipeline
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
 from deep_events_dagster.settings import IngestionParams, load_settings
@@ -165,7 +165,7 @@ def test_missing_peaks_block_crops_and_catalog_in_the_same_run(setup):
 def test_corrupted_event_folder_blocks_the_catalog(setup, monkeypatch):
     tree, home, settings, instance = setup
     acq = tree.acquisitions[0]
-    real = ingest.extract_events
+    real = pipeline.extract_events
 
     def extract_then_corrupt(*args, **kwargs):
         step = real(*args, **kwargs)
@@ -173,7 +173,7 @@ def test_corrupted_event_folder_blocks_the_catalog(setup, monkeypatch):
         tifffile.imwrite(victim / "images.tif", np.zeros((1, 8, 8), np.uint16))
         return step
 
-    monkeypatch.setattr(ingest, "extract_events", extract_then_corrupt)
+    monkeypatch.setattr(pipeline, "extract_events", extract_then_corrupt)
     result = _run(settings, instance, acq.folder.as_posix())
     assert not result.success
     assert result.asset_materializations_for_node("points__event_crops")

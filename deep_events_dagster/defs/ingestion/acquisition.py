@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from deep_events_dagster.cluster import require_visible
-from deep_events_dagster.core import checks, ingest
+from deep_events_dagster.core import checks
 from deep_events_dagster.defs.ingestion.checks import METADATA_COMPLETE, WARN, check_result
 from deep_events_dagster.defs.ingestion.inputs import user_errors_as_failures
 from deep_events_dagster.defs.resources import IngestionResource
@@ -34,7 +34,7 @@ def inspect_movie(
     # the run's first step: on a cluster it may run on a machine that does not see the share
     paths = {"acquisition folder": ref.folder}
     user_errors_as_failures(lambda: require_visible(paths))
-    step = user_errors_as_failures(lambda: ingest.inspect_movie(ref))
+    step = user_errors_as_failures(lambda: ingestion.pipeline().movie(ref))
     info = step.info
     context.log.info(f"{info.path.name}: {info.axes} {info.shape} {info.dtype}")
     return dg.MaterializeResult(
@@ -61,7 +61,7 @@ def write_metadata(
     """Build and write the partition's ``db.yaml``; check it names what training sets query."""
     ref = ingestion.acquisition(context.partition_key)
     metadata, path = user_errors_as_failures(
-        lambda: ingest.make_metadata(ref, ingestion.layout(), ingestion.vocabulary())
+        lambda: ingestion.pipeline(with_vocabulary=True).metadata(ref)
     )
     rows = "\n".join(f"| {key} | {metadata.get(key, '—')} |" for key in SUMMARY_FIELDS)
     completeness = checks.metadata_complete(metadata)

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from deep_events_dagster.core import checks, ingest
+from deep_events_dagster.core import checks
 from deep_events_dagster.defs.ingestion.checks import (
     CATALOG_MATCHES_FOLDERS,
     ERROR,
@@ -26,7 +26,7 @@ def store_events(
     ref = ingestion.acquisition(context.partition_key)
     layout = ingestion.layout()
     manifest_path = layout.events_manifest(ref.folder, ref.root, kind)
-    documents = user_errors_as_failures(lambda: ingest.event_documents(manifest_path))
+    documents = user_errors_as_failures(lambda: ingestion.pipeline().catalog_documents(ref, kind))
     db = catalog.open()
     try:
         result = db.replace_partition(collection, ref.key, documents)

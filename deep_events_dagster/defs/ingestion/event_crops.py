@@ -5,7 +5,8 @@ from typing import Any
 
 import dagster as dg
 
-from deep_events_dagster.core import checks, ingest
+from deep_events_dagster.core import checks
+from deep_events_dagster.core.ingest import EventsStep
 from deep_events_dagster.core.thumbnails import markdown_image
 from deep_events_dagster.defs.ingestion.checks import (
     CROPS_VALID,
@@ -29,13 +30,15 @@ def extract_event_crops(
     layout = ingestion.layout()
     settings = user_errors_as_failures(lambda: ingestion.kind(kind))
     params = settings.params
+    pipeline = ingestion.pipeline(settings)
     step = user_errors_as_failures(
-        lambda: ingest.extract_events(
-            ref, kind, layout, progress=context.log.info, **ingestion.event_params(kind)
-        )
+        lambda: pipeline.event_crops(ref, kind, progress=context.log.info)
     )
-    points, _files, info = user_errors_as_failures(
-        lambda: read_annotations(ref, settings.options.annotations, layout, settings.options.shape)
+    info = step.movie  # the movie header the step read
+    points, _files, _info = user_errors_as_failures(
+        lambda: read_annotations(
+            ref, settings.options.annotations, layout, settings.options.shape, info=info
+        )
     )
     validity = checks.crops_valid(
         step.manifest,
@@ -84,7 +87,7 @@ def extract_event_crops(
     )
 
 
-def events_table(step: ingest.EventsStep) -> str:
+def events_table(step: EventsStep) -> str:
     """Markdown table of the step's event folders (the first ``MAX_TABLE_ROWS``)."""
     lines = ["| id | kind | frames | box (x0, y0, x1, y1) | detections |", "|---|---|---|---|---|"]
     for record in step.events[:MAX_TABLE_ROWS]:

@@ -6,9 +6,10 @@ from typing import Any
 
 import dagster as dg
 
-from deep_events_dagster.core import checks, ingest
+from deep_events_dagster.core import checks
 from deep_events_dagster.core.errors import AnnotationError, ConfigurationError, InputError
 from deep_events_dagster.core.events import DEFAULT_MERGE_DISTANCE_PX
+from deep_events_dagster.core.previews import ground_truth_thumbnail
 from deep_events_dagster.core.thumbnails import markdown_image
 from deep_events_dagster.defs.ingestion.checks import (
     ERROR,
@@ -16,11 +17,7 @@ from deep_events_dagster.defs.ingestion.checks import (
     annotation_bounds,
     check_result,
 )
-from deep_events_dagster.defs.ingestion.inputs import (
-    read_annotations,
-    read_lines,
-    user_errors_as_failures,
-)
+from deep_events_dagster.defs.ingestion.inputs import read_annotations, user_errors_as_failures
 from deep_events_dagster.defs.resources import IngestionResource
 from deep_events_dagster.settings import IngestionParams
 
@@ -38,15 +35,9 @@ def make_ground_truth(
     settings = user_errors_as_failures(lambda: ingestion.kind(kind))
     params, prefix = settings.params, settings.options.annotations
     shape = settings.options.shape
+    pipeline = ingestion.pipeline(settings)
     try:
-        step = ingest.make_ground_truth(
-            ref,
-            kind,
-            layout,
-            sigma=params.sigma,
-            gt_cutoff=params.gt_cutoff,
-            options=settings.options,
-        )
+        step = pipeline.ground_truth(ref, kind)
     except AnnotationError as exc:
         # nothing was written; record which points lie outside, then fail naming the file
         # (when the CSVs cannot even be parsed there is nothing to count)
@@ -61,14 +52,14 @@ def make_ground_truth(
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info(f"{step.n_points} points from {len(step.csv_files)} CSV file(s)")
 
-    if shape == "lines":  # one read: the vertices for the bounds, the lines for the check
-        lines, files, info = user_errors_as_failures(lambda: read_lines(ref, prefix, layout))
+    # the checks read the annotations, CSVs and movie header the step read
+    files, info = step.csv_files, step.info
+    if shape == "lines":  # the vertices for the bounds, the lines for the check
+        lines = list(step.annotations)
         points = checks.line_vertices(lines)
         peaks = checks.lines_drawn(step.path, lines, threshold=params.detection_threshold)
     else:
-        points, files, info = user_errors_as_failures(
-            lambda: read_annotations(ref, prefix, layout, shape)
-        )
+        points = list(step.annotations)
         peaks = checks.one_peak_per_point(step.path, points, threshold=params.detection_threshold)
     yield dg.MaterializeResult(
         metadata={
@@ -78,7 +69,7 @@ def make_ground_truth(
             "frames_with_signal": step.frames_with_signal,
             "sigma_px": params.sigma,
             "preview": dg.MetadataValue.md(
-                markdown_image(ingest.ground_truth_thumbnail(step.path), "ground truth")
+                markdown_image(ground_truth_thumbnail(step.path), "ground truth")
             ),
         },
         check_results=[

@@ -1,19 +1,19 @@
-"""What the ingestion checks read next to a step's own output — the movie's OME header,
-``db.yaml`` and a kind's annotation CSVs — and how bad user input becomes a clean Dagster
-failure naming the file."""
+"""What the ingestion checks read next to a step's own output when the step does not hand it
+over — a kind's annotation CSVs with ``db.yaml`` and, unless given, the movie's OME header — and
+how bad user input becomes a clean Dagster failure naming the file."""
 
 from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
-from deep_events_dagster.core import checks, ingest
-from deep_events_dagster.core.acquisitions import movie_in_folder
+from deep_events_dagster.core import checks
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef, movie_header
 from deep_events_dagster.core.annotations import AnnotationPoint, read_kind_lines
-from deep_events_dagster.core.errors import ConfigurationError, InputError, MovieError
+from deep_events_dagster.core.errors import ConfigurationError, InputError
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import read_db_yaml
-from deep_events_dagster.core.ome import MovieInfo, read_movie_info
+from deep_events_dagster.core.ome import MovieInfo
 
 
 def user_errors_as_failures(step: Callable[[], Any]) -> Any:
@@ -24,34 +24,32 @@ def user_errors_as_failures(step: Callable[[], Any]) -> Any:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
-def movie_info(ref: ingest.AcquisitionRef) -> MovieInfo:
-    """The OME header of the acquisition's movie (pages not verified)."""
-    movie = movie_in_folder(ref.folder)
-    if movie is None:
-        raise MovieError(ref.folder, "no *.ome.tif / *.ome.tiff / *.ome.zarr movie in this folder")
-    return read_movie_info(movie, verify_pages=False)
-
-
 def read_annotations(
-    ref: ingest.AcquisitionRef, kind: str, layout: Layout, shape: str = "points"
+    ref: AcquisitionRef,
+    kind: str,
+    layout: Layout,
+    shape: str = "points",
+    *,
+    info: MovieInfo | None = None,
 ) -> tuple[list[AnnotationPoint], tuple, MovieInfo]:
     """The acquisition's points of one kind (in pixels, outside ones included; for a lines
-    kind its lines' vertices), the CSV files and the movie's header."""
+    kind its lines' vertices), the CSV files and the movie's header (``info`` when the caller
+    has read it)."""
     if shape == "lines":
-        lines, files, info = read_lines(ref, kind, layout)
+        lines, files, info = read_lines(ref, kind, layout, info=info)
         return checks.line_vertices(lines), files, info
-    info = movie_info(ref)
+    info = movie_header(ref) if info is None else info
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
     points, files = checks.read_points(ref.folder, kind, metadata, info.physical_size_x)
     return points, files, info
 
 
 def read_lines(
-    ref: ingest.AcquisitionRef, kind: str, layout: Layout
+    ref: AcquisitionRef, kind: str, layout: Layout, *, info: MovieInfo | None = None
 ) -> tuple[list, tuple, MovieInfo]:
     """A lines kind's annotations (in pixels, outside ones included), its CSVs, the movie's
-    header."""
-    info = movie_info(ref)
+    header (``info`` when the caller has read it)."""
+    info = movie_header(ref) if info is None else info
     metadata = read_db_yaml(layout.db_yaml(ref.folder, ref.root))
     lines, files = read_kind_lines(ref.folder, kind, metadata, info.physical_size_x)
     return lines, files, info

@@ -5,18 +5,13 @@ import pytest
 import tifffile
 import yaml
 
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.errors import AnnotationError, ConfigurationError
-from deep_events_dagster.core.ingest import (
-    AcquisitionRef,
-    event_documents,
-    extract_events,
-    ingest_acquisition,
-    make_ground_truth,
-    make_metadata,
-    read_events_manifest,
-)
+from deep_events_dagster.core.events_manifest import event_documents, read_events_manifest
+from deep_events_dagster.core.ingest import extract_events, make_ground_truth, make_metadata
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary, read_db_yaml
+from deep_events_dagster.core.pipeline import ingest_acquisition
 from deep_events_dagster.testing.trees import generate_tree
 
 POST = 5

@@ -7,8 +7,9 @@ import pytest
 import tifffile
 import yaml
 
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.errors import ConfigurationError, MetadataError, MovieError
-from deep_events_dagster.core.ingest import AcquisitionRef, ingest_acquisition, read_events_manifest
+from deep_events_dagster.core.events_manifest import read_events_manifest
 from deep_events_dagster.core.kinds import (
     KindOptions,
     Variant,
@@ -21,6 +22,7 @@ from deep_events_dagster.core.kinds import (
 )
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
+from deep_events_dagster.core.pipeline import ingest_acquisition
 from deep_events_dagster.testing.ome_writers import write_ome_movie
 from deep_events_dagster.testing.trees import generate_tree
 

@@ -14,14 +14,15 @@ import pytest
 import tifffile
 import yaml
 
+from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.acquisitions import iter_acquisitions, movie_in_folder
 from deep_events_dagster.core.errors import MovieError
 from deep_events_dagster.core.fingerprint import fingerprint_movie
-from deep_events_dagster.core.ingest import AcquisitionRef, ingest_acquisition
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.ome import read_movie_info
+from deep_events_dagster.core.pipeline import ingest_acquisition
 from deep_events_dagster.core.watch import (
     REGISTERED,
     WatchState,

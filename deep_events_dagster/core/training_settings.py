@@ -29,9 +29,12 @@ Compatibility with the original files:
   run's settings (``subset`` becomes ``subset_fraction``); a value that disagrees with the
   settings is an error.
 
-The training settings themselves stay a plain mapping here: ``ml/config.py`` validates them
-(``load_validated_training_file`` / ``load_validated_training_folder``: the whole file, when it
-is read). Every message is one line that starts with the file's path.
+The training settings themselves stay a plain mapping here (the fingerprint hashes them as
+written): :mod:`deep_events_dagster.ml.training_runs` validates them into
+``ml.config.TrainingSettings`` (``load_validated_training_file`` /
+``load_validated_training_folder``: the whole file, when it is read). The backend names
+(:data:`Backend`, :data:`DEFAULT_BACKEND`, :func:`backend_name`) are declared here once for both.
+Every message is one line that starts with the file's path.
 """
 
 from __future__ import annotations
@@ -44,38 +47,39 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
 from deep_events_dagster.core.errors import InputError
+from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 
 __all__ = [
     "BACKENDS",
     "BACKEND_ALIASES",
+    "DEFAULT_BACKEND",
     "PROMPT_SETTING_KEYS",
+    "Backend",
     "TrainingFolder",
     "TrainingRunSpec",
     "TrainingSettingsError",
+    "backend_name",
     "load_training_file",
     "load_training_folder",
     "parse_training_settings",
     "spec_fingerprint",
 ]
 
-BACKENDS = ("torch", "tensorflow")
+Backend = Literal["torch", "tensorflow"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+DEFAULT_BACKEND: Backend = "torch"
 BACKEND_ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 TOP_LEVEL_KEYS = ("folder", "collection", "backend", "db_prompt", "settings")
-# Keys the original popped out of db_prompt before querying (prompt key → settings key).
+# Keys the original popped out of db_prompt before querying (prompt key → settings key): the
+# training-set parameters, and ``subset`` (the original's name of ``subset_fraction``).
 PROMPT_SETTING_KEYS = {
-    "n_timepoints": "n_timepoints",
-    "fps": "fps",
-    "train_val_split": "train_val_split",
+    **{name: name for name in TrainingSetParameters.model_fields},
     "subset": "subset_fraction",
-    "subset_fraction": "subset_fraction",
-    "max_n_timepoints": "max_n_timepoints",
-    "group_by_acquisition": "group_by_acquisition",
-    "smooth": "smooth",
 }
 _NUMBERED = re.compile(r"^(db_prompt|settings)_(\d+)$")
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -83,6 +87,22 @@ _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]+")
 
 class TrainingSettingsError(InputError):
     """A training settings file is malformed; the message starts with the file's path."""
+
+
+def backend_name(value: str) -> str:
+    """The backend ``value`` names: lower-cased, the original's aliases resolved.
+
+    Parameters
+    ----------
+    value
+        ``torch``, ``tensorflow`` or an alias (``pytorch``, ``tf``, ``keras``), any case.
+
+    Returns
+    -------
+    str
+        The canonical name; an unknown name is returned lower-cased (the caller rejects it).
+    """
+    return BACKEND_ALIASES.get(value.lower(), value.lower())
 
 
 @dataclass(frozen=True)
@@ -274,8 +294,8 @@ def parse_training_settings(data: Any, path: str | Path) -> list[TrainingRunSpec
         )
     collection = collection.strip()
 
-    backend_raw = data.get("backend", "torch")
-    backend = BACKEND_ALIASES.get(str(backend_raw).lower(), str(backend_raw).lower())
+    backend_raw = data.get("backend", DEFAULT_BACKEND)
+    backend = backend_name(str(backend_raw))
     if not isinstance(backend_raw, str) or backend not in BACKENDS:
         raise TrainingSettingsError(
             path, f"'backend' must be one of {', '.join(BACKENDS)}, got {backend_raw!r}"
@@ -476,7 +496,7 @@ def load_training_folder(
     check
         Called with each readable file's runs before they are kept; an :class:`InputError`
         it raises leaves the file out like a malformed one (its message becomes a problem and
-        the file holds no partition keys). ``ml.config`` validates the settings with it.
+        the file holds no partition keys). ``ml.training_runs`` validates the settings with it.
     """
     folder = Path(folder)
     paths = (

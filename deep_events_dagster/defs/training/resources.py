@@ -24,8 +24,8 @@ class TrainingResource(dg.ConfigurableResource):
     def runs(self):
         """Every (file, prompt) training run of the settings folder's valid files, with its
         validated settings, and one line per file left out (unreadable, malformed or invalid
-        settings; see ``ml.config.load_validated_training_folder``)."""
-        from deep_events_dagster.ml.config import load_validated_training_folder
+        settings; see ``ml.training_runs.load_validated_training_folder``)."""
+        from deep_events_dagster.ml.training_runs import load_validated_training_folder
 
         return load_validated_training_folder(self.settings_folder())
 
@@ -35,7 +35,7 @@ class TrainingResource(dg.ConfigurableResource):
 
     def run(self, partition_key: str):
         """The training run behind a partition key with its validated settings
-        (``ml.config.ValidatedRun``); a ``dg.Failure`` naming the file's problem when its
+        (``ml.training_runs.ValidatedRun``); a ``dg.Failure`` naming the file's problem when its
         file is gone or no longer valid."""
         runs = self.runs()
         run = runs.run(partition_key)

@@ -9,7 +9,10 @@ import pytest
 
 from deep_events_dagster.core.errors import InputError
 from deep_events_dagster.core.training_settings import (
+    BACKENDS,
+    PROMPT_SETTING_KEYS,
     TrainingSettingsError,
+    backend_name,
     load_training_file,
     spec_fingerprint,
 )
@@ -261,3 +264,19 @@ def test_training_folder_check_leaves_a_refused_file_out(tmp_path):
         ("b/0", "b.yaml"),
     ]
     assert folder.problems == (f"{tmp_path / 'a.yaml'}: refused",)
+
+
+def test_backends_and_prompt_keys_are_declared_once():
+    from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
+
+    assert BACKENDS == ("torch", "tensorflow")
+    assert [backend_name(n) for n in ("PyTorch", "TF", "keras", "Torch", "jax")] == [
+        "torch",
+        "tensorflow",
+        "tensorflow",
+        "torch",
+        "jax",
+    ]
+    # every training-set parameter (and the original's ``subset``) may be given in a prompt
+    assert set(PROMPT_SETTING_KEYS) == {*TrainingSetParameters.model_fields, "subset"}
+    assert PROMPT_SETTING_KEYS["subset"] == "subset_fraction"

@@ -12,7 +12,7 @@ Keys that shape the *training set* (``n_timepoints``, ``fps``, ``train_val_split
 mapping describes the whole run, and the trainer only checks ``n_timepoints`` against the data.
 Their defaults are declared once, in
 :class:`~deep_events_dagster.core.training_set_parameters.TrainingSetParameters`, and the
-backend's in :mod:`deep_events_dagster.core.training_settings`.
+backend's in :mod:`deep_events_dagster.core.training_run`.
 
 A whole settings file is validated when it is read: :mod:`deep_events_dagster.ml.training_runs`.
 """
@@ -28,8 +28,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deep_events_dagster.core.training_run import BACKEND_ALIASES, DEFAULT_BACKEND, Backend
 from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
-from deep_events_dagster.core.training_settings import BACKEND_ALIASES, DEFAULT_BACKEND, Backend
 
 __all__ = [
     "SETTING_ALIASES",
@@ -449,7 +449,7 @@ def load_settings_file(path: str | Path) -> TrainingSettings:
 
 def __getattr__(name: str) -> Any:
     # moved to ml.training_runs; re-exported for cli.py, demo.py (other helper's file)
-    if name in ("load_validated_training_file", "load_validated_training_folder"):
+    if name == "load_validated_training_file":
         from deep_events_dagster.ml import training_runs
 
         return getattr(training_runs, name)

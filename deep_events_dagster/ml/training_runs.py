@@ -3,7 +3,7 @@
 (:class:`~deep_events_dagster.core.training_set_parameters.TrainingSetParameters`).
 
 :mod:`deep_events_dagster.core.training_settings` turns a settings file into runs
-(:class:`~deep_events_dagster.core.training_settings.TrainingRunSpec`, settings as written);
+(:class:`~deep_events_dagster.core.training_run.TrainingRunSpec`, settings as written);
 this module validates the whole file when it is read (:func:`load_validated_training_file`,
 :func:`load_validated_training_folder`): a wrong key or value is one line naming the file, the
 key and what is allowed, before any training set is built.
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deep_events_dagster.core.errors import ConfigurationError
+from deep_events_dagster.core.training_run import TrainingRunSpec, backend_name
 from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 from deep_events_dagster.core.training_settings import (
-    TrainingRunSpec,
     TrainingSettingsError,
-    backend_name,
     load_training_file,
     load_training_folder,
 )

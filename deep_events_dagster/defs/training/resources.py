@@ -30,7 +30,7 @@ class TrainingResource(dg.ConfigurableResource):
         return load_validated_training_folder(self.settings_folder())
 
     def spec(self, partition_key: str):
-        """The training run behind a partition key (``core.training_settings.TrainingRunSpec``)."""
+        """The training run behind a partition key (``core.training_run.TrainingRunSpec``)."""
         return self.run(partition_key).spec
 
     def run(self, partition_key: str):
@@ -55,14 +55,13 @@ class TrainingResource(dg.ConfigurableResource):
 
     def run_folder(self, spec) -> Path:
         """Folder holding this run's pointers and models."""
-        base = Path(spec.folder) if spec.folder else Path(self.home) / "training_data"
+        base = spec.output_folder(self.home)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.partition_key)
         return base / "runs" / safe
 
     def training_root(self, spec) -> Path:
         """Folder holding content-addressed training sets."""
-        base = Path(spec.folder) if spec.folder else Path(self.home) / "training_data"
-        return base / "training_sets"
+        return spec.output_folder(self.home) / "training_sets"
 
 
 class PredictionResource(dg.ConfigurableResource):

@@ -13,7 +13,8 @@ A settings file describes one or more training runs that share a catalog collect
       n_timepoints: 3
       epochs: 20
 
-Every prompt is one training run, a :class:`TrainingRunSpec`. Its ``partition_key`` is
+Every prompt is one training run, a
+:class:`~deep_events_dagster.core.training_run.TrainingRunSpec`. Its ``partition_key`` is
 ``<file stem>/<index>`` (the index is the prompt's position in the list, 0 for a single prompt);
 it does not change while the file keeps a prompt at that position. Its ``spec_fingerprint``
 hashes everything that defines the run (prompt, settings, collection, backend, folder), so a
@@ -29,53 +30,51 @@ Compatibility with the original files:
   run's settings (``subset`` becomes ``subset_fraction``); a value that disagrees with the
   settings is an error.
 
-The training settings themselves stay a plain mapping here: ``ml/config.py`` validates them
-(``load_validated_training_file`` / ``load_validated_training_folder``: the whole file, when it
-is read). Every message is one line that starts with the file's path.
+The training settings themselves stay a plain mapping here (the fingerprint hashes them as
+written): :mod:`deep_events_dagster.ml.training_runs` validates them into
+``ml.config.TrainingSettings`` (``load_validated_training_file`` /
+``load_validated_training_folder``: the whole file, when it is read). The backend names and
+the run-level defaults are declared in :mod:`deep_events_dagster.core.training_run`.
+Every message is one line that starts with the file's path.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from deep_events_dagster.core.errors import InputError
+from deep_events_dagster.core.training_run import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    TrainingRunSpec,
+    backend_name,
+    canonical_form,
+    spec_fingerprint,
+)
+from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 
 __all__ = [
-    "BACKENDS",
-    "BACKEND_ALIASES",
     "PROMPT_SETTING_KEYS",
     "TrainingFolder",
-    "TrainingRunSpec",
     "TrainingSettingsError",
     "load_training_file",
     "load_training_folder",
     "parse_training_settings",
-    "spec_fingerprint",
 ]
 
-BACKENDS = ("torch", "tensorflow")
-BACKEND_ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 TOP_LEVEL_KEYS = ("folder", "collection", "backend", "db_prompt", "settings")
-# Keys the original popped out of db_prompt before querying (prompt key → settings key).
+# Keys the original popped out of db_prompt before querying (prompt key → settings key): the
+# training-set parameters, and ``subset`` (the original's name of ``subset_fraction``).
 PROMPT_SETTING_KEYS = {
-    "n_timepoints": "n_timepoints",
-    "fps": "fps",
-    "train_val_split": "train_val_split",
+    **{name: name for name in TrainingSetParameters.model_fields},
     "subset": "subset_fraction",
-    "subset_fraction": "subset_fraction",
-    "max_n_timepoints": "max_n_timepoints",
-    "group_by_acquisition": "group_by_acquisition",
-    "smooth": "smooth",
 }
 _NUMBERED = re.compile(r"^(db_prompt|settings)_(\d+)$")
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -83,93 +82,6 @@ _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]+")
 
 class TrainingSettingsError(InputError):
     """A training settings file is malformed; the message starts with the file's path."""
-
-
-@dataclass(frozen=True)
-class TrainingRunSpec:
-    """One training run: one prompt of one settings file.
-
-    Attributes
-    ----------
-    file
-        The settings file (absolute).
-    index
-        The prompt's index: its position in a ``db_prompt`` list (0 for a single prompt), or
-        ``n`` for an original-style ``db_prompt_<n>``.
-    name
-        A short readable name from the prompt's values (``isim_cos7``), like the original's
-        training folder names; ``all`` for an empty prompt.
-    folder
-        Where training data and models go (absolute), or None when the file names none (the
-        caller's default applies).
-    collection
-        Catalog collection the prompt queries.
-    backend
-        ``"torch"`` or ``"tensorflow"``.
-    db_prompt
-        The MongoDB-style query (without the training-set keys the original allowed in it).
-    settings
-        The run's training settings, unvalidated.
-    partition_key
-        ``<file stem>/<index>``; letters, digits, ``_``, ``-``, ``.`` and one ``/``.
-    spec_fingerprint
-        16 hex digits hashing prompt, settings, collection, backend and folder.
-    """
-
-    file: Path
-    index: int
-    name: str
-    folder: Path | None
-    collection: str
-    backend: str
-    db_prompt: dict[str, Any] = field(hash=False)
-    settings: dict[str, Any] = field(hash=False)
-    partition_key: str
-    spec_fingerprint: str
-
-
-def _normalise(value: Any) -> Any:
-    """JSON-ready canonical form: mapping keys as strings, integral floats as ints."""
-    if isinstance(value, Mapping):
-        return {str(k): _normalise(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normalise(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return int(value)
-        return float(value)
-    return str(value)
-
-
-def spec_fingerprint(
-    *,
-    db_prompt: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    collection: str,
-    backend: str,
-    folder: str | Path | None = None,
-) -> str:
-    """Hash (16 hex) of a run's normalised definition.
-
-    Key order and ``1`` vs ``1.0`` do not matter; any changed value does.
-    """
-    canonical = json.dumps(
-        {
-            "collection": collection,
-            "backend": backend,
-            "folder": None if folder is None else str(folder),
-            "db_prompt": _normalise(db_prompt),
-            "settings": _normalise(settings),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def _safe_stem(path: Path) -> str:
@@ -233,7 +145,7 @@ def _split_prompt(
         if target is None:
             query[name] = value
             continue
-        if target in settings and _normalise(settings[target]) != _normalise(value):
+        if target in settings and canonical_form(settings[target]) != canonical_form(value):
             raise TrainingSettingsError(
                 path,
                 f"'{key}' sets {name}: {value!r} but its settings say "
@@ -274,8 +186,8 @@ def parse_training_settings(data: Any, path: str | Path) -> list[TrainingRunSpec
         )
     collection = collection.strip()
 
-    backend_raw = data.get("backend", "torch")
-    backend = BACKEND_ALIASES.get(str(backend_raw).lower(), str(backend_raw).lower())
+    backend_raw = data.get("backend", DEFAULT_BACKEND)
+    backend = backend_name(str(backend_raw))
     if not isinstance(backend_raw, str) or backend not in BACKENDS:
         raise TrainingSettingsError(
             path, f"'backend' must be one of {', '.join(BACKENDS)}, got {backend_raw!r}"
@@ -476,7 +388,7 @@ def load_training_folder(
     check
         Called with each readable file's runs before they are kept; an :class:`InputError`
         it raises leaves the file out like a malformed one (its message becomes a problem and
-        the file holds no partition keys). ``ml.config`` validates the settings with it.
+        the file holds no partition keys). ``ml.training_runs`` validates the settings with it.
     """
     folder = Path(folder)
     paths = (

@@ -1,4 +1,5 @@
-"""Training settings: the original deep-events "scheduled settings", validated.
+"""The training settings model: one run's settings of the original deep-events "scheduled
+settings", validated (:class:`TrainingSettings`, read from a mapping or a ``settings.yaml``).
 
 A settings file's ``settings:`` mapping (see :mod:`deep_events_dagster.core.training_settings`)
 becomes one :class:`TrainingSettings`. Every key of the original is accepted with the original's
@@ -9,43 +10,33 @@ Keys that shape the *training set* (``n_timepoints``, ``fps``, ``train_val_split
 ``subset_fraction``, ``max_n_timepoints``, ``group_by_acquisition``, ``smooth``) are read by
 :func:`deep_events_dagster.core.training_set.build_training_set`; they are accepted here so one
 mapping describes the whole run, and the trainer only checks ``n_timepoints`` against the data.
+Their defaults are declared once, in
+:class:`~deep_events_dagster.core.training_set_parameters.TrainingSetParameters`, and the
+backend's in :mod:`deep_events_dagster.core.training_run`.
 
-A whole settings file is validated when it is read (:func:`load_validated_training_file`,
-:func:`load_validated_training_folder`): a wrong key or value is one line naming the file, the
-key and what is allowed, before any training set is built.
+A whole settings file is validated when it is read: :mod:`deep_events_dagster.ml.training_runs`.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from deep_events_dagster.core.training_settings import (
-    BACKEND_ALIASES,
-    TrainingRunSpec,
-    TrainingSettingsError,
-    load_training_file,
-    load_training_folder,
-)
+from deep_events_dagster.core.training_run import BACKEND_ALIASES, DEFAULT_BACKEND, Backend
+from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 
 __all__ = [
     "SETTING_ALIASES",
     "LossWeight",
     "TrainingSettings",
     "TrainingSettingsInvalid",
-    "ValidatedRun",
-    "ValidatedTrainingFolder",
     "load_settings_file",
-    "load_validated_training_file",
-    "load_validated_training_folder",
-    "validate_training_runs",
 ]
 
 # The original's other names of a setting (alias → field). Giving both with different values is
@@ -55,6 +46,8 @@ SETTING_ALIASES = {
     "logdir": "log_dir",
     "dataloader_workers": "num_workers",
 }
+# The training-set parameters' defaults (declared in core, where the training set reads them).
+_SET = TrainingSetParameters()
 # Keys accepted for compatibility that change nothing: field → why (``{training_sets}`` is
 # filled in by :meth:`TrainingSettings.effect_notes`).
 _WITHOUT_EFFECT = {
@@ -202,7 +195,7 @@ class TrainingSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    backend: Literal["torch", "tensorflow"] = "torch"
+    backend: Backend = DEFAULT_BACKEND
     model: Literal["unet", "bottleneck_lstm"] = "unet"
     loss: Literal["binary_crossentropy", "soft_focal", "mse"] = "binary_crossentropy"
     weight: LossWeight = LossWeight()
@@ -228,9 +221,9 @@ class TrainingSettings(BaseModel):
     save_frequency: int = Field(1, ge=1)
     log_batch_frequency: int = Field(0, ge=0)
     log_dir: str = "logs"
-    n_timepoints: int = Field(1, ge=1)
-    subset_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    train_val_split: float = Field(0.2, ge=0.0, lt=1.0)
+    n_timepoints: int = Field(_SET.n_timepoints, ge=1)
+    subset_fraction: float = Field(_SET.subset_fraction, gt=0.0, le=1.0)
+    train_val_split: float = Field(_SET.train_val_split, ge=0.0, lt=1.0)
     seed: int = 42
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     channels_last: bool = True
@@ -238,10 +231,10 @@ class TrainingSettings(BaseModel):
     n_log_images: int = Field(4, ge=0)
     nb_input_channels: int | None = Field(None, ge=1)
     # Training-set options, passed through (read by core.training_set).
-    fps: float | None = Field(None, gt=0.0)
-    max_n_timepoints: int | None = Field(None, ge=1)
-    group_by_acquisition: bool = False
-    smooth: float = Field(0.0, ge=0.0)
+    fps: float | None = Field(_SET.fps, gt=0.0)
+    max_n_timepoints: int | None = Field(_SET.max_n_timepoints, ge=1)
+    group_by_acquisition: bool = _SET.group_by_acquisition
+    smooth: float = Field(_SET.smooth, ge=0.0)
     # Accepted for the original's files, without effect.
     data_folder: str | None = None
     data_dir: str | None = None
@@ -454,147 +447,10 @@ def load_settings_file(path: str | Path) -> TrainingSettings:
     return TrainingSettings.from_mapping(data, source=str(path))
 
 
-# -- whole settings files ----------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # moved to ml.training_runs; re-exported for cli.py, demo.py (other helper's file)
+    if name == "load_validated_training_file":
+        from deep_events_dagster.ml import training_runs
 
-
-@dataclass(frozen=True)
-class ValidatedRun:
-    """One training run of a settings file with its validated settings.
-
-    Attributes
-    ----------
-    spec
-        The run as the file defines it (``spec.settings`` is the raw mapping).
-    settings
-        ``spec.settings`` with the file's ``backend``, validated.
-    """
-
-    spec: TrainingRunSpec
-    settings: TrainingSettings
-
-    @property
-    def partition_key(self) -> str:
-        """The run's partition key (``<file stem>/<index>``)."""
-        return self.spec.partition_key
-
-
-def _backend_name(value: Any) -> Any:
-    return BACKEND_ALIASES.get(value.lower(), value.lower()) if isinstance(value, str) else value
-
-
-def validate_training_runs(specs: Sequence[TrainingRunSpec]) -> list[ValidatedRun]:
-    """Validate every run's settings (merged with its file's ``backend``).
-
-    Parameters
-    ----------
-    specs
-        The runs of one settings file (:func:`core.training_settings.load_training_file`).
-
-    Returns
-    -------
-    list of ValidatedRun
-        In the order of ``specs``.
-
-    Raises
-    ------
-    TrainingSettingsError
-        One line naming the file, the key and what is allowed; a problem shared by several
-        runs (one ``settings:`` for a list of prompts) is said once.
-    """
-    runs: list[ValidatedRun] = []
-    problems: dict[str, list[int]] = {}
-    file = specs[0].file if specs else Path()
-    for spec in specs:
-        settings = dict(spec.settings)
-        given = settings.get("backend")
-        try:
-            if given is not None and _backend_name(given) != spec.backend:
-                raise TrainingSettingsInvalid(
-                    f"training setting backend {given!r} disagrees with the file's backend "
-                    f"{spec.backend!r}; give it once, at the top of the file"
-                )
-            settings["backend"] = spec.backend
-            runs.append(ValidatedRun(spec, TrainingSettings.from_mapping(settings)))
-        except TrainingSettingsInvalid as exc:
-            problems.setdefault(str(exc), []).append(spec.index)
-    if problems:
-        parts = []
-        for message, indexes in problems.items():
-            if len(indexes) == len(specs):
-                parts.append(message)
-            else:
-                which = ", ".join(str(i) for i in indexes)
-                parts.append(f"run{'s' if len(indexes) > 1 else ''} {which}: {message}")
-        raise TrainingSettingsError(file, "; ".join(parts))
-    return runs
-
-
-def load_validated_training_file(path: str | Path) -> list[ValidatedRun]:
-    """Read a training settings file and validate the whole of it.
-
-    Parameters
-    ----------
-    path
-        The settings file (see :mod:`deep_events_dagster.core.training_settings`).
-
-    Returns
-    -------
-    list of ValidatedRun
-        One per prompt, sorted by index.
-
-    Raises
-    ------
-    TrainingSettingsError
-        Unreadable or malformed file, unknown keys, bad values: one line that starts with the
-        file's path.
-    """
-    return validate_training_runs(load_training_file(path))
-
-
-@dataclass(frozen=True)
-class ValidatedTrainingFolder:
-    """The valid training runs of a settings folder, and what is wrong with the other files.
-
-    Attributes
-    ----------
-    runs
-        The runs of every valid file, files in name order.
-    problems
-        One line per file left out (unreadable, malformed or invalid settings; the other
-        files' runs are not affected) and per partition-key collision.
-    """
-
-    runs: tuple[ValidatedRun, ...]
-    problems: tuple[str, ...]
-
-    @property
-    def specs(self) -> tuple[TrainingRunSpec, ...]:
-        """The runs' specs (as :class:`core.training_settings.TrainingFolder`)."""
-        return tuple(run.spec for run in self.runs)
-
-    def run(self, partition_key: str) -> ValidatedRun | None:
-        """The run with this partition key, or None."""
-        return next((r for r in self.runs if r.partition_key == partition_key), None)
-
-    def spec(self, partition_key: str) -> TrainingRunSpec | None:
-        """The spec of the run with this partition key, or None."""
-        run = self.run(partition_key)
-        return None if run is None else run.spec
-
-
-def load_validated_training_folder(folder: str | Path) -> ValidatedTrainingFolder:
-    """Read and validate every settings file of ``folder`` (a missing folder defines no runs).
-
-    A file whose settings are invalid is left out with one line in ``problems``, like an
-    unreadable one (:func:`core.training_settings.load_training_folder`); it does not hold
-    partition keys, so ``x.yml`` keeps its runs when ``x.yaml`` is invalid.
-    """
-    validated: dict[tuple[Path, int], TrainingSettings] = {}
-
-    def check(specs: list[TrainingRunSpec]) -> None:
-        for run in validate_training_runs(specs):
-            validated[(run.spec.file, run.spec.index)] = run.settings
-
-    loaded = load_training_folder(folder, check=check)
-    runs = tuple(ValidatedRun(s, validated[(s.file, s.index)]) for s in loaded.specs)
-    return ValidatedTrainingFolder(runs=runs, problems=loaded.problems)
+        return getattr(training_runs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,18 +24,18 @@ class TrainingResource(dg.ConfigurableResource):
     def runs(self):
         """Every (file, prompt) training run of the settings folder's valid files, with its
         validated settings, and one line per file left out (unreadable, malformed or invalid
-        settings; see ``ml.config.load_validated_training_folder``)."""
-        from deep_events_dagster.ml.config import load_validated_training_folder
+        settings; see ``ml.training_runs.load_validated_training_folder``)."""
+        from deep_events_dagster.ml.training_runs import load_validated_training_folder
 
         return load_validated_training_folder(self.settings_folder())
 
     def spec(self, partition_key: str):
-        """The training run behind a partition key (``core.training_settings.TrainingRunSpec``)."""
+        """The training run behind a partition key (``core.training_run.TrainingRunSpec``)."""
         return self.run(partition_key).spec
 
     def run(self, partition_key: str):
         """The training run behind a partition key with its validated settings
-        (``ml.config.ValidatedRun``); a ``dg.Failure`` naming the file's problem when its
+        (``ml.training_runs.ValidatedRun``); a ``dg.Failure`` naming the file's problem when its
         file is gone or no longer valid."""
         runs = self.runs()
         run = runs.run(partition_key)
@@ -55,14 +55,13 @@ class TrainingResource(dg.ConfigurableResource):
 
     def run_folder(self, spec) -> Path:
         """Folder holding this run's pointers and models."""
-        base = Path(spec.folder) if spec.folder else Path(self.home) / "training_data"
+        base = spec.output_folder(self.home)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.partition_key)
         return base / "runs" / safe
 
     def training_root(self, spec) -> Path:
         """Folder holding content-addressed training sets."""
-        base = Path(spec.folder) if spec.folder else Path(self.home) / "training_data"
-        return base / "training_sets"
+        return spec.output_folder(self.home) / "training_sets"
 
 
 class PredictionResource(dg.ConfigurableResource):

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from deep_events_dagster.core.errors import InputError
+from deep_events_dagster.core.training_run import BACKENDS, backend_name, spec_fingerprint
 from deep_events_dagster.core.training_settings import (
+    PROMPT_SETTING_KEYS,
     TrainingSettingsError,
     load_training_file,
-    spec_fingerprint,
 )
 
 LIST_FILE = """\
@@ -261,3 +262,30 @@ def test_training_folder_check_leaves_a_refused_file_out(tmp_path):
         ("b/0", "b.yaml"),
     ]
     assert folder.problems == (f"{tmp_path / 'a.yaml'}: refused",)
+
+
+def test_backends_and_prompt_keys_are_declared_once():
+    from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
+
+    assert BACKENDS == ("torch", "tensorflow")
+    assert [backend_name(n) for n in ("PyTorch", "TF", "keras", "Torch", "jax")] == [
+        "torch",
+        "tensorflow",
+        "tensorflow",
+        "torch",
+        "jax",
+    ]
+    # every training-set parameter (and the original's ``subset``) may be given in a prompt
+    assert set(PROMPT_SETTING_KEYS) == {*TrainingSetParameters.model_fields, "subset"}
+    assert PROMPT_SETTING_KEYS["subset"] == "subset_fraction"
+
+
+def test_output_folder_is_the_files_folder_or_the_homes_training_data(tmp_path):
+    path = tmp_path / "runs.yaml"
+    path.write_text("collection: c\ndb_prompt: {}\n")
+    (spec,) = load_training_file(path)
+    assert spec.folder is None
+    assert spec.output_folder(tmp_path / "home") == tmp_path / "home" / "training_data"
+    path.write_text("folder: out\ncollection: c\ndb_prompt: {}\n")
+    (spec,) = load_training_file(path)
+    assert spec.output_folder(tmp_path / "home") == tmp_path / "out"

@@ -25,6 +25,14 @@ def test_defaults_are_the_originals():
     assert s.train_val_split == 0.2  # fraction held out, as core.training_set reads it
 
 
+def test_training_set_defaults_are_the_training_set_parameters():
+    from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
+
+    s = TrainingSettings()
+    for name, value in TrainingSetParameters().model_dump().items():
+        assert getattr(s, name) == value, name
+
+
 def test_frozen():
     s = TrainingSettings()
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
@@ -100,7 +108,7 @@ settings:
 
 
 def test_the_original_readme_file_is_accepted_as_written(tmp_path):
-    from deep_events_dagster.ml.config import load_validated_training_file
+    from deep_events_dagster.ml.training_runs import load_validated_training_file
 
     path = tmp_path / "original.yaml"
     path.write_text(ORIGINAL_README_FILE)
@@ -264,97 +272,3 @@ def test_effect_notes_name_the_keys_without_effect():
     # only keys that were given: the same values by default give no note
     assert TrainingSettings(epochs=3).effect_notes() == []
     assert TrainingSettings.from_mapping({"data_folder": None}).effect_notes() == []
-
-
-def _file(path, settings, **top):
-    import yaml
-
-    data = {"collection": "event_data_points", "db_prompt": {"type": "event"}, **top}
-    data["settings"] = settings
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def test_a_typo_is_one_line_naming_file_key_and_allowed_keys(tmp_path):
-    from deep_events_dagster.core.errors import InputError
-    from deep_events_dagster.ml.config import load_validated_training_file
-
-    path = _file(tmp_path / "typo.yaml", {"nb_filter": 8, "epochs": 2})
-    with pytest.raises(InputError) as info:
-        load_validated_training_file(path)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: unknown training setting nb_filter")
-    assert "did you mean nb_filters?" in message
-    allowed = message.split("allowed settings: ", 1)[1].split(", ")
-    assert allowed == sorted(TrainingSettings.known_keys())
-
-
-def test_file_backend_is_merged_and_checked(tmp_path):
-    from deep_events_dagster.core.errors import InputError
-    from deep_events_dagster.ml.config import load_validated_training_file
-
-    (run,) = load_validated_training_file(
-        _file(tmp_path / "tf.yaml", {"epochs": 2}, backend="tensorflow")
-    )
-    assert run.settings.backend == "tensorflow"
-    (run,) = load_validated_training_file(
-        _file(tmp_path / "same.yaml", {"backend": "pytorch"}, backend="torch")
-    )
-    assert run.settings.backend == "torch"
-    with pytest.raises(InputError, match="backend 'tensorflow' disagrees with the file's backend"):
-        load_validated_training_file(
-            _file(tmp_path / "clash.yaml", {"backend": "tensorflow"}, backend="torch")
-        )
-
-
-def test_per_run_settings_name_the_runs_at_fault(tmp_path):
-    import yaml
-
-    from deep_events_dagster.core.errors import InputError
-    from deep_events_dagster.ml.config import load_validated_training_file
-
-    path = tmp_path / "runs.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "collection": "c",
-                "db_prompt": [{"a": 1}, {"a": 2}, {"a": 3}],
-                "settings": [{"epochs": 1}, {"loss": "dice"}, {"loss": "dice"}],
-            }
-        )
-    )
-    with pytest.raises(InputError) as info:
-        load_validated_training_file(path)
-    message = str(info.value)
-    assert message.count("loss") == 1  # said once for both runs
-    assert message.startswith(f"{path}: runs 1, 2: invalid training settings: loss: ")
-    # one shared settings mapping: said once, without run numbers
-    path.write_text(
-        yaml.safe_dump(
-            {"collection": "c", "db_prompt": [{"a": 1}, {"a": 2}], "settings": {"epochs": 0}}
-        )
-    )
-    with pytest.raises(InputError) as info:
-        load_validated_training_file(path)
-    assert str(info.value).startswith(f"{path}: invalid training settings: epochs: ")
-
-
-def test_folder_leaves_invalid_files_out_and_keeps_the_rest(tmp_path):
-    from deep_events_dagster.ml.config import load_validated_training_folder
-
-    _file(tmp_path / "good.yaml", {"epochs": 2, "logdir": "tb"})
-    _file(tmp_path / "typo.yaml", {"nb_filter": 8})
-    _file(tmp_path / "x.yaml", {"loss": "dice"})  # invalid: does not hold x/0 ...
-    _file(tmp_path / "x.yml", {"epochs": 3})  # ... so this file keeps it
-    folder = load_validated_training_folder(tmp_path)
-    assert [r.partition_key for r in folder.runs] == ["good/0", "x/0"]
-    assert [s.partition_key for s in folder.specs] == ["good/0", "x/0"]
-    assert folder.run("good/0").settings.log_dir == "tb"
-    assert folder.spec("x/0").file == tmp_path / "x.yml"
-    assert folder.run("x/0").settings.epochs == 3
-    assert folder.run("typo/0") is None and folder.spec("typo/0") is None
-    typo, x = folder.problems
-    assert typo.startswith(str(tmp_path / "typo.yaml")) and "nb_filter" in typo
-    assert x.startswith(str(tmp_path / "x.yaml")) and "loss" in x
-    assert load_validated_training_folder(tmp_path / "missing").runs == ()

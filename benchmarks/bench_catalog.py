@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks.common import Line, Result, Workspace, best_of, fmt_runs, fmt_seconds, say
 from deep_events_dagster.catalog import EmbeddedCatalog
-from deep_events_dagster.core.crops import event_id
+from deep_events_dagster.core.event_ids import event_id
 
 GOAL_SPEEDUP = 5.0
 COLLECTION = "event_data_points"

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from benchmarks.common import REPO_ROOT, Line, Result, Sizes, Workspace, fmt_seconds, say
-from deep_events_dagster.core.crops import RELEASE_MAPPED_BYTES
+from deep_events_dagster.core.movie_reader import RELEASE_MAPPED_BYTES
 
 GOAL_PEAK_GB = 1.5
 CHILD_TIMEOUT_S = 3600

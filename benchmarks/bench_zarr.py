@@ -46,9 +46,10 @@ from benchmarks.common import (
 )
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.core.acquisition_ref import AcquisitionRef
-from deep_events_dagster.core.crops import IMAGES_NAME, MovieReader
+from deep_events_dagster.core.crops import IMAGES_NAME
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
+from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.ome import read_movie_info
 from deep_events_dagster.core.pipeline import IngestionReport, ingest_acquisition
 from deep_events_dagster.testing.ome_writers import write_ome_zarr

@@ -124,7 +124,7 @@ def demo(settings: PlatformSettings, *, workers: int) -> int:
     code = train(settings, settings_file)
     if code:
         return code
-    from deep_events_dagster.ml.config import load_validated_training_file
+    from deep_events_dagster.ml.training_runs import load_validated_training_file
 
     (run,) = load_validated_training_file(settings_file)
     model_dir = Path(read_pointer(training_run_folder(settings, run.spec) / "model.yaml")["path"])

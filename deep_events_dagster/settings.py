@@ -13,23 +13,23 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from deep_events_dagster.core.detections import DEFAULT_THRESHOLD
 from deep_events_dagster.core.errors import ConfigurationError, MetadataError
-from deep_events_dagster.core.events import (
-    DEFAULT_ADD_POST_FRAMES,
-    DEFAULT_ADD_PRE_FRAMES,
-    DEFAULT_CROP_SIZE,
-    DEFAULT_HARD_NEGATIVES,
-    DEFAULT_MAX_DISTANCE_PX,
-    DEFAULT_MAX_GAP_FRAMES,
-    DEFAULT_THRESHOLD,
-)
-from deep_events_dagster.core.ground_truth import DEFAULT_CUTOFF, DEFAULT_SIGMA
+from deep_events_dagster.core.ground_truth_render import DEFAULT_CUTOFF, DEFAULT_SIGMA
 from deep_events_dagster.core.kinds import (
     DEFAULT_AUTO_NEGATIVES,
     DEFAULT_LINE_WIDTH,
     KindOptions,
     as_names,
     negatives_count,
+)
+from deep_events_dagster.core.negatives import DEFAULT_HARD_NEGATIVES
+from deep_events_dagster.core.regions import DEFAULT_CROP_SIZE
+from deep_events_dagster.core.tracks import (
+    DEFAULT_ADD_POST_FRAMES,
+    DEFAULT_ADD_PRE_FRAMES,
+    DEFAULT_MAX_DISTANCE_PX,
+    DEFAULT_MAX_GAP_FRAMES,
 )
 
 HOME_ENV = "DEEP_EVENTS_HOME"

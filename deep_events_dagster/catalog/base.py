@@ -28,7 +28,7 @@ from deep_events_dagster.catalog.protocol import (
     prepare_documents,
     stamp_partition,
 )
-from deep_events_dagster.core.crops import to_plain
+from deep_events_dagster.core.plain_values import to_plain
 
 __all__ = ["CatalogBase"]
 

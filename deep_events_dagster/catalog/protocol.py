@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
-from deep_events_dagster.core.crops import to_plain
+from deep_events_dagster.core.plain_values import to_plain
 
 __all__ = [
     "DEFAULT_DATABASE",

@@ -32,7 +32,7 @@ def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = Fa
     import filecmp
 
     from deep_events_dagster.core.errors import InputError
-    from deep_events_dagster.ml.config import load_validated_training_file
+    from deep_events_dagster.ml.training_runs import load_validated_training_file
 
     if not settings_file.is_file():
         print(f"{settings_file}: no such settings file", file=sys.stderr)

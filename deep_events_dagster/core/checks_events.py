@@ -60,7 +60,7 @@ def load_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no events manifest; materialise event_crops")
-    from deep_events_dagster.core.ingest import load_events_manifest_data
+    from deep_events_dagster.core.events_manifest import load_events_manifest_data
 
     data = load_events_manifest_data(path)
     event_root = Path(data.get("event_data") or path.parent)

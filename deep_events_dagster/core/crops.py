@@ -26,19 +26,7 @@ import tifffile
 import yaml
 
 from deep_events_dagster.core.errors import InputError
-
-# moved to core.event_ids; re-exported for core/ingest.py, benchmarks/bench_catalog.py
-# (other helpers' files)
-from deep_events_dagster.core.event_ids import event_folder_name, event_id  # noqa: F401
 from deep_events_dagster.core.fsutil import atomic_directory
-
-# moved to core.movie_reader; re-exported for core/ingest.py, defs/training/prediction_report.py,
-# benchmarks/bench_zarr.py, benchmarks/bench_memory.py (other helpers' files)
-from deep_events_dagster.core.movie_reader import RELEASE_MAPPED_BYTES, MovieReader  # noqa: F401
-
-# to_plain moved to core.plain_values (used here too); re-exported for core/ingest.py,
-# core/training_events.py, core/training_set_folder.py, catalog/protocol.py, catalog/base.py
-# (other helpers' files)
 from deep_events_dagster.core.plain_values import to_plain
 from deep_events_dagster.core.yaml_text import dump_yaml
 

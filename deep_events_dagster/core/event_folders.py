@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from deep_events_dagster.core import crops, events, ground_truth
+from deep_events_dagster.core import (
+    crops,
+    ground_truth_reader,
+    movie_reader,
+    regions,
+)
 from deep_events_dagster.core.fsutil import TEMP_PREFIX
 
 STALE_TEMPORARY_AGE_S = 600.0
@@ -29,7 +34,7 @@ class EventRecord:
     event_id: str
     folder: Path
     frames: tuple[int, int]
-    crop_box: events.Box
+    crop_box: regions.Box
     positive: bool
     n_detections: int
 
@@ -73,8 +78,8 @@ def write_event_folders(
     documents: dict[str, dict[str, Any]],
     *,
     movie_path: Path,
-    gt: ground_truth.GroundTruthReader,
-    support: dict[int, list[ground_truth.Window]] | None,
+    gt: ground_truth_reader.GroundTruthReader,
+    support: dict[int, list[regions.Window]] | None,
     workers: int,
     say: Callable[[str], None],
     channel: int | None = None,
@@ -118,7 +123,7 @@ def write_event_folders(
 
     in_flight: deque[Future[Path]] = deque()
     with (
-        crops.MovieReader(movie_path) as movie,
+        movie_reader.MovieReader(movie_path) as movie,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="event-folders") as pool,
     ):
         try:
@@ -145,10 +150,10 @@ def write_event_folders(
 
 
 def _gt_window(
-    gt: ground_truth.GroundTruthReader,
-    support: dict[int, list[ground_truth.Window]] | None,
+    gt: ground_truth_reader.GroundTruthReader,
+    support: dict[int, list[regions.Window]] | None,
     frames: tuple[int, int],
-    box: events.Box,
+    box: regions.Box,
 ) -> np.ndarray:
     """The ground truth of ``frames`` in ``box``; with the writer's ``support`` only the
     parts that can hold signal are read."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from deep_events_dagster.core.plain_values import to_plain
 
 if TYPE_CHECKING:
-    from deep_events_dagster.core.events import Box
+    from deep_events_dagster.core.regions import Box
 
 __all__ = ["event_folder_name", "event_id"]
 

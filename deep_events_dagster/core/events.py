@@ -57,18 +57,8 @@ from deep_events_dagster.core.ground_truth_reader import (
     opened_reader,
     read_ground_truth_support,
 )
-from deep_events_dagster.core.negatives import (
-    # moved to core.negatives; re-exported for core/ingest.py, settings.py (other helpers' files)
-    DEFAULT_HARD_NEGATIVES,  # noqa: F401
-    hard_negative_boxes,  # noqa: F401
-    negative_boxes_in_file,  # noqa: F401
-    signal_checker,  # noqa: F401
-)
 from deep_events_dagster.core.regions import (
     DEFAULT_CROP_SIZE,
-    # moved to core.regions; re-exported for core/ingest.py, core/crops.py, core/zarr_reader.py
-    # (other helpers' files)
-    Box,  # noqa: F401
     Window,
     check_crop_fits,
     merge_windows,
@@ -82,10 +72,6 @@ from deep_events_dagster.core.tracks import (
     events_from_tracks,
     link_detections,
 )
-
-# The DEFAULT_* above (moved to core.detections, core.tracks, core.regions), Detection and
-# Event are used here and also read from this module by core/ingest.py, settings.py and
-# defs/ingestion/*.py (other helpers' files).
 
 __all__ = [
     "DETECTORS",

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from deep_events_dagster.core import crops, events
+from deep_events_dagster.core import crops, detections, regions
 from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.errors import InputError
 from deep_events_dagster.core.event_folders import EventRecord
@@ -77,9 +77,9 @@ def event_document(
     event_id: str,
     folder: Path,
     frames: tuple[int, int],
-    box: events.Box,
+    box: regions.Box,
     positive: bool,
-    detections: Sequence[events.Detection],
+    detections: Sequence[detections.Detection],
     channel: int | None,
     source: MovieSource | None = None,
 ) -> dict[str, Any]:

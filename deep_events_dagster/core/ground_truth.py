@@ -35,16 +35,7 @@ import numpy as np
 import tifffile
 
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
-from deep_events_dagster.core.ground_truth_reader import (
-    # moved to core.ground_truth_reader; re-exported for core/ingest.py (other helper's file)
-    GroundTruthReader,  # noqa: F401
-    read_ground_truth_support,  # noqa: F401
-    sidecar_path,
-)
-
-# DEFAULT_SIGMA, DEFAULT_CUTOFF and Window are used here and also read from this module by
-# core/ingest.py and settings.py (other helpers' files): moved to core.ground_truth_render and
-# core.regions.
+from deep_events_dagster.core.ground_truth_reader import sidecar_path
 from deep_events_dagster.core.ground_truth_render import (
     DEFAULT_CUTOFF,
     DEFAULT_LINE_WIDTH,

@@ -20,7 +20,18 @@ from typing import Any
 import numpy as np
 
 from deep_events_dagster.core import annotations as ann
-from deep_events_dagster.core import crops, events, events_manifest, ground_truth
+from deep_events_dagster.core import (
+    detections,
+    event_ids,
+    events,
+    ground_truth,
+    ground_truth_reader,
+    ground_truth_render,
+    movie_reader,
+    plain_values,
+    regions,
+    tracks,
+)
 from deep_events_dagster.core.acquisition_ref import (
     AcquisitionRef,
     acquisition_movie,
@@ -44,11 +55,14 @@ from deep_events_dagster.core.metadata import (
     write_db_yaml,
 )
 from deep_events_dagster.core.movie_sources import movie_sources
+from deep_events_dagster.core.negatives import (
+    DEFAULT_HARD_NEGATIVES,
+    hard_negative_boxes,
+    negative_boxes_in_file,
+    signal_checker,
+)
 from deep_events_dagster.core.ome import MovieInfo, read_movie_info
 from deep_events_dagster.core.previews import movie_thumbnail
-
-# moved to core.events_manifest; re-exported for core/checks_events.py (other helper's file)
-load_events_manifest_data = events_manifest.load_events_manifest_data
 
 # decoded ground-truth tiles kept while one kind's events are extracted
 GT_TILE_CACHE_BYTES = 192 * 1024 * 1024
@@ -176,8 +190,8 @@ def make_ground_truth(
     kind: str,
     layout: Layout,
     *,
-    sigma: float = ground_truth.DEFAULT_SIGMA,
-    gt_cutoff: float = ground_truth.DEFAULT_CUTOFF,
+    sigma: float = ground_truth_render.DEFAULT_SIGMA,
+    gt_cutoff: float = ground_truth_render.DEFAULT_CUTOFF,
     options: KindOptions | None = None,
     metadata: dict[str, Any] | None = None,
     info: MovieInfo | None = None,
@@ -222,17 +236,17 @@ def extract_events(
     kind: str,
     layout: Layout,
     *,
-    crop_size: int = events.DEFAULT_CROP_SIZE,
-    detection_threshold: float = events.DEFAULT_THRESHOLD,
-    max_link_distance_px: float = events.DEFAULT_MAX_DISTANCE_PX,
-    max_gap_frames: int = events.DEFAULT_MAX_GAP_FRAMES,
-    add_pre_frames: int = events.DEFAULT_ADD_PRE_FRAMES,
-    add_post_frames: int = events.DEFAULT_ADD_POST_FRAMES,
+    crop_size: int = regions.DEFAULT_CROP_SIZE,
+    detection_threshold: float = detections.DEFAULT_THRESHOLD,
+    max_link_distance_px: float = tracks.DEFAULT_MAX_DISTANCE_PX,
+    max_gap_frames: int = tracks.DEFAULT_MAX_GAP_FRAMES,
+    add_pre_frames: int = tracks.DEFAULT_ADD_PRE_FRAMES,
+    add_post_frames: int = tracks.DEFAULT_ADD_POST_FRAMES,
     auto_negatives: bool | int = DEFAULT_AUTO_NEGATIVES,
     options: KindOptions | None = None,
     write_workers: int | None = None,
     progress: Callable[[str], None] | None = None,
-    hard_negatives: int = events.DEFAULT_HARD_NEGATIVES,
+    hard_negatives: int = DEFAULT_HARD_NEGATIVES,
     metadata: dict[str, Any] | None = None,
     info: MovieInfo | None = None,
     annotations: Sequence[Any] | None = None,
@@ -280,14 +294,14 @@ def extract_events(
         )
     gt_path = layout.ground_truth(ref.folder, ref.root, kind)
     # detection, the negatives' signal checks and the crops read the same tiles
-    support = ground_truth.read_ground_truth_support(gt_path)
-    detect: Callable[..., list[events.Event]] = events.detect_events_in_file
+    support = ground_truth_reader.read_ground_truth_support(gt_path)
+    detect: Callable[..., list[tracks.Event]] = events.detect_events_in_file
     if options.shape == "lines":
         if annotations is None:
             annotations, _ = load_annotations(ref, kind, metadata, info, options)
         lines = annotations
         detect = functools.partial(events.detect_line_events_in_file, lines=lines)
-    with ground_truth.GroundTruthReader(gt_path, cache_bytes=GT_TILE_CACHE_BYTES) as gt:
+    with ground_truth_reader.GroundTruthReader(gt_path, cache_bytes=GT_TILE_CACHE_BYTES) as gt:
         found = detect(
             gt_path,
             threshold=detection_threshold,
@@ -302,7 +316,7 @@ def extract_events(
         event_root = layout.event_data(ref.root, kind)
         event_root.mkdir(parents=True, exist_ok=True)
         negatives = (
-            events.negative_boxes_in_file(
+            negative_boxes_in_file(
                 gt_path, found, crop_size=crop_size, reader=gt, count=n_negatives
             )
             if n_negatives and found
@@ -313,7 +327,7 @@ def extract_events(
             _hard_negatives(
                 info.path,
                 found,
-                check=events.signal_checker(gt, support),
+                check=signal_checker(gt, support),
                 count=hard_negatives,
                 crop_size=crop_size,
                 channel=annotated_channel or 0,
@@ -331,23 +345,23 @@ def extract_events(
         for source in sources:
             suffix = source.id_kind
             id_kind = f"{kind}|{suffix}" if suffix else kind
-            planned: dict[str, tuple[tuple[int, int], events.Box, bool, Any]] = {}
+            planned: dict[str, tuple[tuple[int, int], regions.Box, bool, Any]] = {}
             for event in found:
-                eid = crops.event_id(ref.key, id_kind, event.frames, event.crop_box)
+                eid = event_ids.event_id(ref.key, id_kind, event.frames, event.crop_box)
                 planned.setdefault(eid, (event.frames, event.crop_box, True, event))
             for event, boxes in zip(found, negatives, strict=True):
                 for box in boxes:
-                    eid = crops.event_id(ref.key, id_kind, event.frames, box)
+                    eid = event_ids.event_id(ref.key, id_kind, event.frames, box)
                     planned.setdefault(eid, (event.frames, box, False, None))
             for frames, box in hard:
-                eid = crops.event_id(ref.key, id_kind, frames, box)
+                eid = event_ids.event_id(ref.key, id_kind, frames, box)
                 planned.setdefault(eid, (frames, box, False, None))
 
-            names = {eid: crops.event_folder_name(metadata, eid) for eid in planned}
+            names = {eid: event_ids.event_folder_name(metadata, eid) for eid in planned}
             remove_old_temporaries(event_root, set(names.values()))
             channel = source.channel if source.channel is not None else annotated_channel
             for eid, (frames, box, positive, event) in planned.items():
-                documents[eid] = crops.to_plain(
+                documents[eid] = plain_values.to_plain(
                     event_document(
                         metadata,
                         ref=ref,
@@ -371,7 +385,7 @@ def extract_events(
                     event_id=eid,
                     folder=event_root / names[eid],
                     frames=(int(frames[0]), int(frames[1])),
-                    crop_box=events.Box(*(int(v) for v in box)),
+                    crop_box=regions.Box(*(int(v) for v in box)),
                     positive=positive,
                     n_detections=len(event.detections) if event is not None else 0,
                 )
@@ -416,25 +430,25 @@ HARD_NEGATIVE_SAMPLE_FRAMES = 16
 
 def _hard_negatives(
     movie_path: Path,
-    found: Sequence[events.Event],
+    found: Sequence[tracks.Event],
     *,
-    check: Callable[[events.Box, tuple[int, int]], bool],
+    check: Callable[[regions.Box, tuple[int, int]], bool],
     count: int,
     crop_size: int,
     channel: int,
     length: int,
-) -> list[tuple[tuple[int, int], events.Box]]:
+) -> list[tuple[tuple[int, int], regions.Box]]:
     """``count`` crops at the brightest signal-free places (see :func:`extract_events`)."""
     if found:
         length = int(np.median([ev.frames[1] - ev.frames[0] for ev in found]))
-    with crops.MovieReader(movie_path) as movie:
+    with movie_reader.MovieReader(movie_path) as movie:
         n_frames = movie.n_frames
         picks = sorted(set(np.linspace(0, n_frames - 1, HARD_NEGATIVE_SAMPLE_FRAMES).astype(int)))
         sample = []
         for t in picks:
             frame = movie.read_frame(int(t))
             sample.append((int(t), frame[channel] if frame.ndim == 3 else frame))
-    return events.hard_negative_boxes(
+    return hard_negative_boxes(
         sample,
         count=count,
         crop_size=crop_size,

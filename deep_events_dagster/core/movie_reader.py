@@ -31,7 +31,7 @@ from deep_events_dagster.core.acquisitions import is_zarr_movie
 from deep_events_dagster.core.errors import MovieError
 
 if TYPE_CHECKING:
-    from deep_events_dagster.core.events import Box
+    from deep_events_dagster.core.regions import Box
 
 __all__ = ["RELEASE_MAPPED_BYTES", "MovieReader"]
 

@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deep_events_dagster.core import crops, ground_truth, thumbnails
+from deep_events_dagster.core import (
+    ground_truth_reader,
+    movie_reader,
+    thumbnails,
+)
 from deep_events_dagster.core.event_folders import EventRecord
 
 
 def _projection(path: Path, max_side: int, n_samples: int = 16) -> tuple[np.ndarray, int]:
-    with crops.MovieReader(path) as reader:
+    with movie_reader.MovieReader(path) as reader:
         stride = thumbnails.downsample_factor(reader.height, reader.width, max_side)
         indices = np.unique(np.linspace(0, reader.n_frames - 1, min(n_samples, reader.n_frames)))
         projection = None
@@ -70,8 +74,8 @@ def ground_truth_thumbnail(gt_path: Path, *, max_side: int = 384) -> bytes:
     bytes
         The PNG.
     """
-    support = ground_truth.read_ground_truth_support(gt_path)
-    with ground_truth.GroundTruthReader(gt_path) as gt:
+    support = ground_truth_reader.read_ground_truth_support(gt_path)
+    with ground_truth_reader.GroundTruthReader(gt_path) as gt:
         n_frames, height, width = gt.shape[0], gt.shape[-2], gt.shape[-1]
         canvas = np.zeros((height, width), np.float32)
         if support is None:

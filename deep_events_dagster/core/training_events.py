@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from deep_events_dagster.core.crops import to_plain
 from deep_events_dagster.core.errors import ConfigurationError
+from deep_events_dagster.core.plain_values import to_plain
 
 __all__ = [
     "GROUND_TRUTH_CANDIDATES",

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from deep_events_dagster.core.crops import to_plain
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.normalisation import (
     NORMALISATION_VERSION,
@@ -39,6 +38,7 @@ from deep_events_dagster.core.normalisation import (
     normalize_mask_frames,
     smooth_mask_frames,
 )
+from deep_events_dagster.core.plain_values import to_plain
 from deep_events_dagster.core.splits import SPLITS, group_key
 from deep_events_dagster.core.training_events import TrainingEvent, event_label, read_event
 from deep_events_dagster.core.training_set_parameters import TrainingSetParameters

@@ -23,7 +23,7 @@ from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.zarr_metadata import ZarrArrayInfo, read_ome_zarr
 
 if TYPE_CHECKING:
-    from deep_events_dagster.core.events import Box
+    from deep_events_dagster.core.regions import Box
 
 __all__ = ["CHUNK_CACHE_BYTES", "ZarrMovieReader", "open_zarr_array"]
 

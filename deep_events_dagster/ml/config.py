@@ -445,12 +445,3 @@ def load_settings_file(path: str | Path) -> TrainingSettings:
     except (OSError, yaml.YAMLError) as exc:
         raise TrainingSettingsInvalid(f"{path}: cannot read training settings: {exc}") from exc
     return TrainingSettings.from_mapping(data, source=str(path))
-
-
-def __getattr__(name: str) -> Any:
-    # moved to ml.training_runs; re-exported for cli.py, demo.py (other helper's file)
-    if name == "load_validated_training_file":
-        from deep_events_dagster.ml import training_runs
-
-        return getattr(training_runs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ import dagster as dg
 
 from deep_events_dagster.core import checks
 from deep_events_dagster.core.annotations import AnnotationPoint
-from deep_events_dagster.core.events import DEFAULT_MERGE_DISTANCE_PX
+from deep_events_dagster.core.detections import DEFAULT_MERGE_DISTANCE_PX
 from deep_events_dagster.core.ome import MovieInfo
 from deep_events_dagster.defs.ingestion.legacy import LEGACY_ASSET, LEGACY_CHECK
 

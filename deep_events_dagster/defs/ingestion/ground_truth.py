@@ -7,8 +7,8 @@ from typing import Any
 import dagster as dg
 
 from deep_events_dagster.core import checks
+from deep_events_dagster.core.detections import DEFAULT_MERGE_DISTANCE_PX
 from deep_events_dagster.core.errors import AnnotationError, ConfigurationError, InputError
-from deep_events_dagster.core.events import DEFAULT_MERGE_DISTANCE_PX
 from deep_events_dagster.core.previews import ground_truth_thumbnail
 from deep_events_dagster.core.thumbnails import markdown_image
 from deep_events_dagster.defs.ingestion.checks import (

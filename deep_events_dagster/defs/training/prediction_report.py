@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
-from deep_events_dagster.core.crops import MovieReader
+from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.thumbnails import (
     downsample_factor,
     draw_boxes,

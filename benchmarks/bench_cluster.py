@@ -88,7 +88,7 @@ QUICK_SIZES = Sizes(acquisitions=4, height=160, width=200, frames=12)
 
 
 def _check_services() -> None:
-    from deep_events_dagster.cluster import ClusterError, check_broker, check_storage
+    from deep_events_dagster.cluster.checks import ClusterError, check_broker, check_storage
 
     for service, check, uri in (
         ("PostgreSQL", check_storage, STORAGE_ADMIN),
@@ -170,7 +170,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 @contextlib.contextmanager
 def _workers(home: Path, count: int, tag: str) -> Iterator[list[Path]]:
     """``count`` default-queue workers of concurrency 1 for this home, ready; their log files."""
-    from deep_events_dagster.cluster import start_worker_process
+    from deep_events_dagster.cluster.worker import start_worker_process
 
     started: list[subprocess.Popen] = []
     logs = [home / f"worker-{i + 1}.log" for i in range(count)]
@@ -341,7 +341,8 @@ def _summary(
 
 def _max_concurrent_runs(home: Path) -> int:
     """The instance's ``concurrency.runs.max_concurrent_runs`` (what ``ingest`` launches at
-    once without a daemon; 4 when unset, as :func:`deep_events_dagster.cluster.submit_runs`)."""
+    once without a daemon; 4 when unset, as
+    :func:`deep_events_dagster.cluster.runs.submit_runs`)."""
     config = yaml.safe_load(_text(home / "dagster" / "dagster.yaml")) or {}
     runs = (config.get("concurrency") or {}).get("runs") or {}
     return int(runs.get("max_concurrent_runs") or 4)

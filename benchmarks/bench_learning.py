@@ -85,7 +85,7 @@ def _legacy_folder() -> Path:
 
 def _event_scores(model, images: np.ndarray, masks: np.ndarray, events) -> dict[str, Any]:
     """Per-event maxima of a model's probabilities and of the ground truth."""
-    from deep_events_dagster.core.metrics import event_groups, sample_max, unit_scores
+    from deep_events_dagster.core.metric_units import event_groups, sample_max, unit_scores
     from deep_events_dagster.ml.torch.predictor import predict
 
     probabilities = predict(model, images, batch_size=16)
@@ -164,7 +164,7 @@ def train_within_budget(
     process CPU seconds would keep is scored too (``cpu_budget``)."""
     import torch
 
-    from deep_events_dagster.core.metrics import unit_scores
+    from deep_events_dagster.core.metric_units import unit_scores
     from deep_events_dagster.ml.config import TrainingSettings
     from deep_events_dagster.ml.torch.train import prepare_training
 
@@ -247,7 +247,7 @@ def train_within_budget(
 
 def _event_truth(data) -> np.ndarray:
     """Per eval event, the maximum of its ground truth (computed once per training)."""
-    from deep_events_dagster.core.metrics import sample_max, unit_scores
+    from deep_events_dagster.core.metric_units import sample_max, unit_scores
 
     return unit_scores(sample_max(data.eval_masks), data.eval_groups)
 

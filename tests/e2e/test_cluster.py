@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from deep_events_dagster.catalog import EventCatalog
-from deep_events_dagster.cluster import start_worker_process
+from deep_events_dagster.cluster.worker import start_worker_process
 from deep_events_dagster.settings import (
     CLUSTER_BACKEND_ENV,
     CLUSTER_BROKER_ENV,

@@ -5,17 +5,16 @@ import socket
 import pytest
 import yaml
 
-from deep_events_dagster.cluster import (
+from deep_events_dagster.cluster.checks import (
     HOST_MARKER,
-    MANAGED_BEGIN,
     ClusterError,
     check_broker,
     check_embedded_catalog,
     check_single_host_catalog,
     check_storage,
-    instance_yaml,
     require_visible,
 )
+from deep_events_dagster.cluster.instance import MANAGED_BEGIN, instance_yaml
 from deep_events_dagster.settings import CLUSTER_STORAGE_ENV, ClusterSettings, load_settings
 
 CLUSTER = ClusterSettings(storage="postgresql://postgres:pw@db:5432/deep_events")

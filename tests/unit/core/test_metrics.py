@@ -1,5 +1,5 @@
-"""Tests for core.metrics: exact counts, metric values by hand, edge cases; pixel, frame and
-event units (the microscope's rule: max probability > threshold)."""
+"""Tests for core.metrics and core.metric_units: exact counts, metric values by hand, edge cases;
+pixel, frame and event units (the microscope's rule: max probability > threshold)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from deep_events_dagster.core.metric_units import event_groups, sample_max, unit_scores
 from deep_events_dagster.core.metrics import (
     METRICS,
     UnitCounts,
@@ -16,15 +17,12 @@ from deep_events_dagster.core.metrics import (
     confusion_counts,
     evaluation_summary,
     event_counts,
-    event_groups,
     f1_from_counts,
     max_sweep,
     metrics_from_counts,
-    sample_max,
     sweep,
     threshold_margin,
     thresholds,
-    unit_scores,
 )
 
 

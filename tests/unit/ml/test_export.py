@@ -7,7 +7,8 @@ import yaml
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from deep_events_dagster.core.metrics import event_counts, event_groups, sample_max  # noqa: E402
+from deep_events_dagster.core.metric_units import event_groups, sample_max  # noqa: E402
+from deep_events_dagster.core.metrics import event_counts  # noqa: E402
 from deep_events_dagster.ml import export as export_module  # noqa: E402
 from deep_events_dagster.ml import export_checks  # noqa: E402
 from deep_events_dagster.ml.evaluate import _manifest_events  # noqa: E402

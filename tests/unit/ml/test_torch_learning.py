@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from deep_events_dagster.core.metrics import (
-    event_counts,
-    event_groups,
-    f1_from_counts,
-    sample_max,
-)
+from deep_events_dagster.core.metric_units import event_groups, sample_max
+from deep_events_dagster.core.metrics import event_counts, f1_from_counts
 from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.evaluate import evaluate_model_folder
 from deep_events_dagster.ml.torch.checkpoints import load_model

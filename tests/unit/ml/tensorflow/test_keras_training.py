@@ -21,7 +21,8 @@ from deep_events_dagster.ml.tensorflow.checkpoints import load_keras_model
 from deep_events_dagster.ml.tensorflow.compat import tf
 from deep_events_dagster.ml.tensorflow.optim import OneCycleSchedule, PlateauSchedule, TorchAdam
 from deep_events_dagster.ml.tensorflow.predictor import load_predictor
-from deep_events_dagster.ml.tensorflow.train import TrainingSession, prepare_training, train
+from deep_events_dagster.ml.tensorflow.session import TrainingSession
+from deep_events_dagster.ml.tensorflow.train import prepare_training, train
 from deep_events_dagster.ml.training_log import HISTORY_FIELDS
 from deep_events_dagster.testing.learning import build_learning_set
 

@@ -42,13 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-# event_groups, sample_max: moved to deep_events_dagster.core.metric_units; re-exported for
-# ml/evaluate.py, ml/arrays.py, ml/export_checks.py (other helper's file)
-from deep_events_dagster.core.metric_units import (  # noqa: F401
-    event_groups,
-    sample_max,
-    unit_scores,
-)
+from deep_events_dagster.core.metric_units import unit_scores
 
 __all__ = [
     "BETA",

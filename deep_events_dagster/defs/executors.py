@@ -68,14 +68,12 @@ def celery_app_settings(cluster: ClusterSettings) -> dict:
 
 def cluster_executor(cluster: ClusterSettings) -> dg.ExecutorDefinition:
     """The Celery executor of a cluster: steps as tasks, routed by role to its queues."""
-    from dagster._core.execution.retries import RetryMode
-    from dagster._grpc.types import ExecuteStepArgs
-    from dagster._serdes import pack_value
     from dagster_celery.core_execution_loop import core_celery_execution_loop
     from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
     from dagster_celery.tasks import create_task
 
     from deep_events_dagster.cluster import celery_app
+    from deep_events_dagster.dagster_internals import execute_step_args, pack, retry_mode
 
     class RoutedCeleryExecutor(CeleryExecutor):
         """dagster-celery's executor, sending each step to the queue of its role through an
@@ -87,7 +85,7 @@ def cluster_executor(cluster: ClusterSettings) -> dg.ExecutorDefinition:
 
             def submit(_app, plan_context, step, role, priority, known_state):
                 queue = queue_name(cluster, role)
-                args = ExecuteStepArgs(
+                args = execute_step_args(
                     job_origin=plan_context.reconstructable_job.get_python_origin(),
                     run_id=plan_context.dagster_run.run_id,
                     step_keys_to_execute=[step.key],
@@ -97,7 +95,7 @@ def cluster_executor(cluster: ClusterSettings) -> dg.ExecutorDefinition:
                     print_serialized_events=True,
                 )
                 signature = task.si(
-                    execute_step_args_packed=pack_value(args),
+                    execute_step_args_packed=pack(args),
                     executable_dict=plan_context.reconstructable_job.to_dict(),
                 )
                 return signature.apply_async(
@@ -128,7 +126,7 @@ def cluster_executor(cluster: ClusterSettings) -> dg.ExecutorDefinition:
             backend=backend,
             config_source=celery_app_settings(cluster),
             include=[],
-            retries=RetryMode.from_config(init_context.executor_config["retries"]),
+            retries=retry_mode(init_context.executor_config["retries"]),
         )
 
     return routed_celery_executor

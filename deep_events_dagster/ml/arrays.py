@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from deep_events_dagster.core.metrics import event_groups
+from deep_events_dagster.core.metric_units import event_groups
 
 __all__ = [
     "DEFAULT_POSITIVE_FRACTION",

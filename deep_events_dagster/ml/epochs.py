@@ -36,13 +36,13 @@ import numpy as np
 import yaml
 
 from deep_events_dagster.core.fsutil import atomic_path, atomic_write_text
+from deep_events_dagster.core.metric_units import unit_scores
 from deep_events_dagster.core.metrics import (
     best_threshold,
     event_counts,
     f1_from_counts,
     max_sweep,
     threshold_margin,
-    unit_scores,
 )
 from deep_events_dagster.ml.arrays import TrainingArrays, resolved_positive_fraction
 from deep_events_dagster.ml.config import TrainingSettings

@@ -52,17 +52,15 @@ import numpy as np
 import yaml
 
 from deep_events_dagster.core.fsutil import atomic_write_bytes, atomic_write_text
+from deep_events_dagster.core.metric_units import event_groups, sample_max, unit_scores
 from deep_events_dagster.core.metrics import (
     BETA,
     METRICS,
     SweepResult,
     best_threshold,
     evaluation_summary,
-    event_groups,
     max_sweep,
-    sample_max,
     sweep,
-    unit_scores,
 )
 from deep_events_dagster.ml.model_folder import EVALUATION_FILE, PLOT_FILE
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from deep_events_dagster.core.metrics import event_counts, event_groups, sample_max
+from deep_events_dagster.core.metric_units import event_groups, sample_max
+from deep_events_dagster.core.metrics import event_counts
 from deep_events_dagster.ml.export_report import (
     EVENT_TOLERANCE,
     OUTPUT_TOLERANCE,

@@ -98,3 +98,23 @@ def test_no_defs_module_postpones_annotations():
             if future and any(alias.name == "annotations" for alias in node.names):
                 offenders.append(str(path.relative_to(defs.parent)))
     assert not offenders, f"from __future__ import annotations under defs/: {offenders}"
+
+
+def test_only_the_adapter_uses_dagsters_private_api():
+    # one module to check when the pinned dagster release moves (see its docstring)
+    package = Path(importlib.import_module(PACKAGE).__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "dagster_internals.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            if any(
+                n.split(".")[0] in ("dagster", "dagster_shared") and "._" in f".{n}" for n in names
+            ):
+                offenders.append(f"{path.relative_to(package.parent)}:{node.lineno}")
+    assert not offenders, f"dagster's private API outside dagster_internals.py: {offenders}"

@@ -113,8 +113,6 @@ def test_only_the_adapter_uses_dagsters_private_api():
                 names = [node.module]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
-            if any(
-                n.split(".")[0] in ("dagster", "dagster_shared") and "._" in f".{n}" for n in names
-            ):
+            if any(n.startswith(("dagster._", "dagster_shared")) for n in names):
                 offenders.append(f"{path.relative_to(package.parent)}:{node.lineno}")
     assert not offenders, f"dagster's private API outside dagster_internals.py: {offenders}"

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from deep_events_dagster.core.regions import Window, merge_windows
 
@@ -100,6 +99,8 @@ def find_frame_maxima(
     list[Detection]
         Sorted by ``(y, x)``.
     """
+    from scipy import ndimage  # loaded when used: settings and the CLI import this module
+
     if frame.ndim != 2:
         raise ValueError(f"frame must be 2-D (Y×X), got shape {frame.shape}")
     if not threshold > 0:
@@ -205,6 +206,8 @@ def find_frame_components(
     list[Detection]
         Sorted by ``(y, x)``.
     """
+    from scipy import ndimage  # loaded when used: settings and the CLI import this module
+
     if frame.ndim != 2:
         raise ValueError(f"frame must be 2-D (Y×X), got shape {frame.shape}")
     if not threshold > 0:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from deep_events_dagster.core.ground_truth_reader import (
     GroundTruthReader,
@@ -114,6 +113,8 @@ def hard_negative_boxes(
     list[tuple[tuple[int, int], Box]]
         ``((start, stop), box)`` per crop, in the order chosen.
     """
+    from scipy import ndimage  # loaded when used: settings and the CLI import this module
+
     if isinstance(count, bool) or count < 0:
         raise ValueError(f"count of hard negatives must be an integer ≥ 0, got {count!r}")
     if count == 0 or not frames:

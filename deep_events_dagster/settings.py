@@ -28,8 +28,8 @@ from deep_events_dagster.core.regions import DEFAULT_CROP_SIZE
 from deep_events_dagster.core.tracks import (
     DEFAULT_ADD_POST_FRAMES,
     DEFAULT_ADD_PRE_FRAMES,
-    DEFAULT_MAX_DISTANCE_PX,
     DEFAULT_MAX_GAP_FRAMES,
+    DEFAULT_MAX_LINK_DISTANCE_PX,
 )
 
 HOME_ENV = "DEEP_EVENTS_HOME"
@@ -58,7 +58,7 @@ class IngestionParams(BaseModel):
     gt_cutoff: float = Field(default=DEFAULT_CUTOFF, gt=0, lt=1)
     detection_threshold: float = DEFAULT_THRESHOLD
     crop_size: int = Field(default=DEFAULT_CROP_SIZE, gt=0)
-    max_link_distance_px: float = Field(default=DEFAULT_MAX_DISTANCE_PX, ge=0)
+    max_link_distance_px: float = Field(default=DEFAULT_MAX_LINK_DISTANCE_PX, ge=0)
     max_gap_frames: int = Field(default=DEFAULT_MAX_GAP_FRAMES, ge=0)
     add_pre_frames: int = Field(default=DEFAULT_ADD_PRE_FRAMES, ge=0)
     add_post_frames: int = Field(default=DEFAULT_ADD_POST_FRAMES, ge=0)

@@ -37,7 +37,7 @@ PARTITION_TAG = "dagster/partition"
 def prepare_home(settings: PlatformSettings) -> None:
     """Create the home and its Dagster instance folder; point this process (and its children)
     at the instance, the home and the cluster's services."""
-    from deep_events_dagster.cluster import export_environment, write_instance_yaml
+    from deep_events_dagster.cluster.instance import export_environment, write_instance_yaml
 
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
@@ -248,7 +248,7 @@ def print_outcome(outcome: PartitionOutcome) -> None:
 
 def run_on_cluster(job_name: str, keys: Sequence[str], *, verbose: bool = False):
     """Run a job per partition through the cluster's instance, printing each as it ends."""
-    from deep_events_dagster.cluster import submit_runs
+    from deep_events_dagster.cluster.runs import submit_runs
 
     level = "DEBUG" if verbose else "CRITICAL"  # failures are summarised per acquisition
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
@@ -263,7 +263,7 @@ def run_on_cluster(job_name: str, keys: Sequence[str], *, verbose: bool = False)
 def cluster_problem(settings: PlatformSettings, requested: PlatformSettings | None = None) -> str:
     """Why this cluster home cannot run a command ("" when it can): an unreachable service, or
     command-line settings that the workers (which read deep_events.yaml) would not see."""
-    from deep_events_dagster.cluster import ClusterError, check_cluster
+    from deep_events_dagster.cluster.checks import ClusterError, check_cluster
 
     if not settings.cluster.enabled:
         return ""

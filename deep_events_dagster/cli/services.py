@@ -45,8 +45,9 @@ def ui(settings: PlatformSettings, *, host: str, port: int) -> int:
 def worker(
     settings: PlatformSettings, *, queue: str, concurrency: int, name: str | None, loglevel: str
 ) -> int:
-    """Start a Celery worker for this home (``cluster.run_worker``); 2 when it cannot start."""
-    from deep_events_dagster.cluster import run_worker
+    """Start a Celery worker for this home (``cluster.worker.run_worker``); 2 when it cannot
+    start."""
+    from deep_events_dagster.cluster.worker import run_worker
     from deep_events_dagster.core.errors import ConfigurationError
 
     try:

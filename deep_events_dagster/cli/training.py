@@ -20,8 +20,8 @@ from deep_events_dagster.settings import PlatformSettings
 def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = False) -> int:
     """Validate a settings file, register its training runs, run them, print a summary per run.
 
-    The whole file is validated first (``ml.config.load_validated_training_file``): a wrong key
-    or value prints one line naming the file, the key and what is allowed, on stderr, and
+    The whole file is validated first (``ml.training_runs.load_validated_training_file``): a
+    wrong key or value prints one line naming the file, the key and what is allowed, on stderr, and
     returns 2 before anything is registered, copied or built.
 
     Returns
@@ -102,7 +102,7 @@ def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = Fa
             return result.success, "" if result.success else failure_message(result)
 
     if settings.cluster.enabled:
-        from deep_events_dagster.cluster import submit_runs
+        from deep_events_dagster.cluster.runs import submit_runs
 
         run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
         ended = {

@@ -31,7 +31,7 @@ centred on the line and a line longer than the crop is cropped around its centre
 :func:`detect_line_events_in_file` is the drop-in for :func:`detect_events_in_file`.
 
 The defaults (and why) are documented where they are declared: ``threshold`` and
-``merge_distance_px`` in :mod:`~deep_events_dagster.core.detections`; ``max_distance_px``,
+``merge_distance_px`` in :mod:`~deep_events_dagster.core.detections`; ``max_link_distance_px``,
 ``max_gap_frames``, ``add_pre_frames`` and ``add_post_frames`` in
 :mod:`~deep_events_dagster.core.tracks`; ``crop_size`` in
 :mod:`~deep_events_dagster.core.regions`.
@@ -66,8 +66,8 @@ from deep_events_dagster.core.regions import (
 from deep_events_dagster.core.tracks import (
     DEFAULT_ADD_POST_FRAMES,
     DEFAULT_ADD_PRE_FRAMES,
-    DEFAULT_MAX_DISTANCE_PX,
     DEFAULT_MAX_GAP_FRAMES,
+    DEFAULT_MAX_LINK_DISTANCE_PX,
     Event,
     events_from_tracks,
     link_detections,
@@ -95,9 +95,9 @@ def detect_events(
     height: int,
     width: int,
     support: dict[int, list[Window]] | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    detection_threshold: float = DEFAULT_THRESHOLD,
     merge_distance_px: float = DEFAULT_MERGE_DISTANCE_PX,
-    max_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_link_distance_px: float = DEFAULT_MAX_LINK_DISTANCE_PX,
     max_gap_frames: int = DEFAULT_MAX_GAP_FRAMES,
     add_pre_frames: int = DEFAULT_ADD_PRE_FRAMES,
     add_post_frames: int = DEFAULT_ADD_POST_FRAMES,
@@ -119,9 +119,10 @@ def detect_events(
         Frame → windows covering every non-zero pixel (the ground-truth sidecar). When given,
         frames absent from it are skipped (a callable is not even called) and only the windows
         are examined. ``None`` scans every frame whole.
-    threshold, merge_distance_px
-        See :func:`~deep_events_dagster.core.detections.find_frame_maxima`.
-    max_distance_px, max_gap_frames
+    detection_threshold, merge_distance_px
+        The ``threshold`` and ``merge_distance_px`` of
+        :func:`~deep_events_dagster.core.detections.find_frame_maxima`.
+    max_link_distance_px, max_gap_frames
         See :func:`~deep_events_dagster.core.tracks.link_detections`.
     add_pre_frames, add_post_frames, crop_size
         See :func:`~deep_events_dagster.core.tracks.events_from_tracks`.
@@ -149,12 +150,14 @@ def detect_events(
         if arr.shape != (height, width):
             raise ValueError(f"frame {t} has shape {arr.shape}, expected {(height, width)}")
         if detector == "components":
-            found = find_frame_components(arr, frame_index=t, threshold=threshold, windows=windows)
+            found = find_frame_components(
+                arr, frame_index=t, threshold=detection_threshold, windows=windows
+            )
         else:
             found = find_frame_maxima(
                 arr,
                 frame_index=t,
-                threshold=threshold,
+                threshold=detection_threshold,
                 windows=windows,
                 merge_distance_px=merge_distance_px,
             )
@@ -180,7 +183,7 @@ def detect_events(
                 scan(t, np.asarray(arr), merge_windows(support[t]))
 
     tracks = link_detections(
-        detections, max_distance_px=max_distance_px, max_gap_frames=max_gap_frames
+        detections, max_link_distance_px=max_link_distance_px, max_gap_frames=max_gap_frames
     )
     return events_from_tracks(
         tracks,
@@ -278,7 +281,7 @@ def detect_line_events(
     n_frames: int,
     height: int,
     width: int,
-    max_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_link_distance_px: float = DEFAULT_MAX_LINK_DISTANCE_PX,
     max_gap_frames: int = DEFAULT_MAX_GAP_FRAMES,
     add_pre_frames: int = DEFAULT_ADD_PRE_FRAMES,
     add_post_frames: int = DEFAULT_ADD_POST_FRAMES,
@@ -300,7 +303,7 @@ def detect_line_events(
     check_crop_fits(crop_size, height=height, width=width)
     detections = line_detections(lines, n_frames=n_frames, height=height, width=width)
     tracks = link_detections(
-        detections, max_distance_px=max_distance_px, max_gap_frames=max_gap_frames
+        detections, max_link_distance_px=max_link_distance_px, max_gap_frames=max_gap_frames
     )
     return events_from_tracks(
         tracks,
@@ -313,7 +316,7 @@ def detect_line_events(
     )
 
 
-_GT_ONLY_PARAMS = ("threshold", "merge_distance_px", "detector")
+_GT_ONLY_PARAMS = ("detection_threshold", "merge_distance_px", "detector")
 
 
 def detect_line_events_in_file(
@@ -328,9 +331,10 @@ def detect_line_events_in_file(
 
     With ``lines`` (the kind's :class:`~deep_events_dagster.core.annotations.LineAnnotation`
     list), :func:`detect_line_events` on them, sized by the file (only its header is read);
-    ``threshold`` and ``merge_distance_px`` are then accepted and unused. Without ``lines``,
-    :func:`detect_events_in_file` with ``detector="components"``: one detection per connected
-    stroke ≥ ``threshold`` per frame (lines that touch or cross in a frame are then one).
+    ``detection_threshold`` and ``merge_distance_px`` are then accepted and unused. Without
+    ``lines``, :func:`detect_events_in_file` with ``detector="components"``: one detection per
+    connected stroke ≥ ``detection_threshold`` per frame (lines that touch or cross in a frame
+    are then one).
 
     ``params`` are the keyword arguments of :func:`detect_events` other than ``frames``,
     ``n_frames``, ``height``, ``width``, ``support`` and ``detector``; ``reader`` and

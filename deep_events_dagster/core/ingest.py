@@ -238,7 +238,7 @@ def extract_events(
     *,
     crop_size: int = regions.DEFAULT_CROP_SIZE,
     detection_threshold: float = detections.DEFAULT_THRESHOLD,
-    max_link_distance_px: float = tracks.DEFAULT_MAX_DISTANCE_PX,
+    max_link_distance_px: float = tracks.DEFAULT_MAX_LINK_DISTANCE_PX,
     max_gap_frames: int = tracks.DEFAULT_MAX_GAP_FRAMES,
     add_pre_frames: int = tracks.DEFAULT_ADD_PRE_FRAMES,
     add_post_frames: int = tracks.DEFAULT_ADD_POST_FRAMES,
@@ -258,13 +258,13 @@ def extract_events(
     the ground truth. With ``options`` choosing a movie (``img_identifier``, contrasts) or
     channels (labels), the events are cropped once per variant (``core.kinds``).
     ``hard_negatives`` more negatives are centred on the brightest signal-free places of the
-    movie (:func:`~deep_events_dagster.core.events.hard_negative_boxes`, on
+    movie (:func:`~deep_events_dagster.core.negatives.hard_negative_boxes`, on
     :data:`HARD_NEGATIVE_SAMPLE_FRAMES` frames spread over the movie, as long as the median
     event).
 
     The detection parameters have the settings' (``IngestionParams``) names:
-    ``detection_threshold`` and ``max_link_distance_px`` are the ``threshold`` and
-    ``max_distance_px`` of :func:`~deep_events_dagster.core.events.detect_events`.
+    ``detection_threshold`` and ``max_link_distance_px`` are passed on to
+    :func:`~deep_events_dagster.core.events.detect_events` under the same names.
 
     Folders are written atomically; the manifest listing them is replaced after all are
     written, and folders of the previous manifest that are no longer produced are removed
@@ -304,8 +304,8 @@ def extract_events(
     with ground_truth_reader.GroundTruthReader(gt_path, cache_bytes=GT_TILE_CACHE_BYTES) as gt:
         found = detect(
             gt_path,
-            threshold=detection_threshold,
-            max_distance_px=max_link_distance_px,
+            detection_threshold=detection_threshold,
+            max_link_distance_px=max_link_distance_px,
             max_gap_frames=max_gap_frames,
             add_pre_frames=add_pre_frames,
             add_post_frames=add_post_frames,

@@ -1,7 +1,7 @@
 """Detections linked over frames into tracks, and tracks into events.
 
 * :func:`link_detections` — a detection joins the open track whose last position is nearest,
-  within ``max_distance_px``, and whose last frame is at most ``max_gap_frames`` before it;
+  within ``max_link_distance_px``, and whose last frame is at most ``max_gap_frames`` before it;
   otherwise it opens a new track. A track takes at most one detection per frame.
 * :func:`events_from_tracks` — each track becomes an :class:`Event` with its frame range
   ``[first − add_pre_frames, last + add_post_frames + 1)`` clipped to the movie, its centre
@@ -13,7 +13,7 @@ predictions with annotations (:mod:`~deep_events_dagster.ml.predict_compare`) sh
 
 Defaults and why:
 
-* ``max_distance_px = 24`` (≈ 5σ) — an event site (e.g. a mitochondrial fission) moves a few
+* ``max_link_distance_px = 24`` (≈ 5σ) — an event site (e.g. a mitochondrial fission) moves a few
   pixels per frame; 24 px tolerates that and annotation jitter while keeping simultaneous
   events ≥ 25 px apart separate. (The original used the crop size, 256 px, which merged events
   128–256 px apart.) Two detections in the same frame never join one track.
@@ -38,15 +38,15 @@ from deep_events_dagster.core.regions import DEFAULT_CROP_SIZE, Box, crop_box
 __all__ = [
     "DEFAULT_ADD_POST_FRAMES",
     "DEFAULT_ADD_PRE_FRAMES",
-    "DEFAULT_MAX_DISTANCE_PX",
     "DEFAULT_MAX_GAP_FRAMES",
+    "DEFAULT_MAX_LINK_DISTANCE_PX",
     "Event",
     "Track",
     "events_from_tracks",
     "link_detections",
 ]
 
-DEFAULT_MAX_DISTANCE_PX = 24.0
+DEFAULT_MAX_LINK_DISTANCE_PX = 24.0
 DEFAULT_MAX_GAP_FRAMES = 2
 DEFAULT_ADD_PRE_FRAMES = 0
 DEFAULT_ADD_POST_FRAMES = 5
@@ -92,14 +92,14 @@ class Event:
 def link_detections(
     detections: Iterable[Detection],
     *,
-    max_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_link_distance_px: float = DEFAULT_MAX_LINK_DISTANCE_PX,
     max_gap_frames: int = DEFAULT_MAX_GAP_FRAMES,
 ) -> list[Track]:
     """Link detections over frames into tracks.
 
     Frames are processed in increasing order. A detection in frame ``f`` may join a track whose
     last detection is in a frame ``f − max_gap_frames ≤ last < f`` and within
-    ``max_distance_px`` (Euclidean) of its last position. Within a frame, pairs are assigned
+    ``max_link_distance_px`` (Euclidean) of its last position. Within a frame, pairs are assigned
     greedily by increasing distance (ties: the more recent track, then the older track, then
     the detection's ``(y, x)``); each track takes at most one detection per frame and each
     detection joins at most one track. Unassigned detections open new tracks.
@@ -116,7 +116,7 @@ def link_detections(
         by_frame.setdefault(int(d.frame), []).append(d)
     tracks: list[list[Detection]] = []
     open_ids: list[int] = []
-    limit2 = float(max_distance_px) ** 2
+    limit2 = float(max_link_distance_px) ** 2
     for f in sorted(by_frame):
         dets = sorted(by_frame[f], key=lambda d: (d.y, d.x))
         open_ids = [i for i in open_ids if tracks[i][-1].frame >= f - max_gap_frames]

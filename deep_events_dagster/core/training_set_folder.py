@@ -84,7 +84,7 @@ def is_complete(folder: str | Path, expected_id: str | None = None) -> bool:
 
 def read_training_set_manifest(folder: str | Path) -> dict[str, Any]:
     """The ``manifest.yaml`` of a training set folder (an acquisition's events manifest is
-    read by :func:`~deep_events_dagster.core.ingest.read_events_manifest`)."""
+    read by :func:`~deep_events_dagster.core.events_manifest.read_events_manifest`)."""
     path = Path(folder) / MANIFEST_NAME
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):

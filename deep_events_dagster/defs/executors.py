@@ -72,7 +72,7 @@ def cluster_executor(cluster: ClusterSettings) -> dg.ExecutorDefinition:
     from dagster_celery.executor import CELERY_CONFIG, CeleryExecutor
     from dagster_celery.tasks import create_task
 
-    from deep_events_dagster.cluster import celery_app
+    from deep_events_dagster.cluster.worker import celery_app
     from deep_events_dagster.dagster_internals import execute_step_args, pack, retry_mode
 
     class RoutedCeleryExecutor(CeleryExecutor):

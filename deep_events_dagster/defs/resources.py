@@ -103,7 +103,7 @@ class CatalogResource(dg.ConfigurableResource):
     def open(self) -> EventCatalog:
         """Open the catalog (close it when done)."""
         if self.single_host:
-            from deep_events_dagster.cluster import ClusterError, check_single_host_catalog
+            from deep_events_dagster.cluster.checks import ClusterError, check_single_host_catalog
 
             folder = EventCatalog.embedded_folder(self.uri or None, home=Path(self.home))
             if folder is not None:

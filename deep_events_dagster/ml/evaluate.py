@@ -132,7 +132,7 @@ def evaluate_predictions(
         ``N×H×W`` ground truth (positive where ``> 0.5``); a memory map is fine.
     manifest_events
         The training set manifest's ``events`` rows; the ``split: eval`` rows group the samples
-        into events (:func:`~deep_events_dagster.core.metrics.event_groups`). None or empty:
+        into events (:func:`~deep_events_dagster.core.metric_units.event_groups`). None or empty:
         one unit per sample (``grouping: sample``).
     beta
         β of the F-beta score the threshold maximises.

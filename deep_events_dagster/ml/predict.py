@@ -32,7 +32,7 @@ the microscope does: the maximum of the frame's probability map, and where it is
   probability map above the threshold (maxima closer than ``merge_distance_px`` are one, as
   the ground truth's maxima are); maxima within ``max_link_distance_px`` are linked over
   frames, bridging up to ``max_gap_frames − 1`` frames below the threshold, into one
-  :class:`PredictedEvent` (:func:`deep_events_dagster.core.events.link_detections`, the rule
+  :class:`PredictedEvent` (:func:`deep_events_dagster.core.tracks.link_detections`, the rule
   the annotations are linked by). So two simultaneous events are two events, and an event
   whose score dips for a frame, or whose maximum alternates with another event's, is not cut
   into pieces.
@@ -66,8 +66,8 @@ from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.normalisation import normalize_image_frames
 from deep_events_dagster.core.ome import read_movie_info
 from deep_events_dagster.core.tracks import (
-    DEFAULT_MAX_DISTANCE_PX,
     DEFAULT_MAX_GAP_FRAMES,
+    DEFAULT_MAX_LINK_DISTANCE_PX,
     link_detections,
 )
 from deep_events_dagster.ml.backend import Predictor, load_predictor
@@ -286,7 +286,7 @@ def _events_from_peaks(
     peaks: Sequence[Detection], max_link_distance_px: float, max_gap_frames: int
 ) -> tuple[PredictedEvent, ...]:
     tracks = link_detections(
-        peaks, max_distance_px=max_link_distance_px, max_gap_frames=max_gap_frames
+        peaks, max_link_distance_px=max_link_distance_px, max_gap_frames=max_gap_frames
     )
     events = []
     for track in tracks:
@@ -326,7 +326,7 @@ def predict_movie(
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     batch_size: int = DEFAULT_BATCH_SIZE,
     write_movie: bool = True,
-    max_link_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_link_distance_px: float = DEFAULT_MAX_LINK_DISTANCE_PX,
     max_gap_frames: int = DEFAULT_MAX_GAP_FRAMES,
     merge_distance_px: float = DEFAULT_MERGE_DISTANCE_PX,
     progress: ProgressCallback | None = None,

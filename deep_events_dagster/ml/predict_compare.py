@@ -23,8 +23,8 @@ from deep_events_dagster.core.metadata import DB_FILE, read_db_yaml
 from deep_events_dagster.core.metrics import f1_from_counts
 from deep_events_dagster.core.ome import read_movie_info
 from deep_events_dagster.core.tracks import (
-    DEFAULT_MAX_DISTANCE_PX,
     DEFAULT_MAX_GAP_FRAMES,
+    DEFAULT_MAX_LINK_DISTANCE_PX,
     link_detections,
 )
 from deep_events_dagster.ml.predict_records import AnnotatedEvent, EventComparison, PredictedEvent
@@ -36,7 +36,7 @@ def compare_events(
     predicted: Sequence[PredictedEvent],
     annotated: Sequence[AnnotatedEvent],
     *,
-    max_link_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_link_distance_px: float = DEFAULT_MAX_LINK_DISTANCE_PX,
 ) -> EventComparison:
     """Match predicted events with annotated ones, one-to-one.
 
@@ -85,13 +85,13 @@ def annotated_events(
     *,
     metadata: Mapping[str, Any] | None = None,
     root: str | Path | None = None,
-    max_link_distance_px: float = DEFAULT_MAX_DISTANCE_PX,
+    max_link_distance_px: float = DEFAULT_MAX_LINK_DISTANCE_PX,
     max_gap_frames: int = DEFAULT_MAX_GAP_FRAMES,
 ) -> tuple[AnnotatedEvent, ...]:
     """The events annotated in an acquisition's ``<kind>*.csv`` files.
 
     Points are linked over frames as the ground truth's maxima are
-    (:func:`deep_events_dagster.core.events.link_detections`); each track is an event from its
+    (:func:`deep_events_dagster.core.tracks.link_detections`); each track is an event from its
     first to its last point (half-open), at the mean position of its points.
 
     Parameters
@@ -141,7 +141,7 @@ def annotated_events(
     points, _files = read_kind_points(folder, kind, metadata)
     detections = [Detection(frame=p.frame, y=p.y, x=p.x, value=1.0) for p in points]
     tracks = link_detections(
-        detections, max_distance_px=max_link_distance_px, max_gap_frames=max_gap_frames
+        detections, max_link_distance_px=max_link_distance_px, max_gap_frames=max_gap_frames
     )
     return tuple(
         AnnotatedEvent(

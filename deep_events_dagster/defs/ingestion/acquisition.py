@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from deep_events_dagster.cluster import require_visible
+from deep_events_dagster.cluster.checks import require_visible
 from deep_events_dagster.core import checks
 from deep_events_dagster.defs.ingestion.checks import METADATA_COMPLETE, WARN, check_result
 from deep_events_dagster.defs.ingestion.inputs import user_errors_as_failures

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from deep_events_dagster.cluster import require_visible
+from deep_events_dagster.cluster.checks import require_visible
 from deep_events_dagster.core.errors import ConfigurationError, InputError
 from deep_events_dagster.core.fsutil import atomic_write_text
 from deep_events_dagster.core.thumbnails import encode_png, markdown_image

@@ -131,18 +131,18 @@ def test_gap_of_two_frames_links_three_splits() -> None:
 
 
 def test_linking_distance_and_one_detection_per_frame() -> None:
-    tracks = link_detections([det(0, 50, 50), det(1, 50, 80)], max_distance_px=24)
+    tracks = link_detections([det(0, 50, 50), det(1, 50, 80)], max_link_distance_px=24)
     assert len(tracks) == 2
     # two detections in one frame never join one track; each goes to its nearest track
     dets = [det(0, 50, 50), det(0, 50, 70), det(1, 50, 68), det(1, 50, 52)]
-    tracks = link_detections(dets, max_distance_px=24)
+    tracks = link_detections(dets, max_link_distance_px=24)
     assert [[(d.frame, d.x) for d in t.detections] for t in tracks] == [
         [(0, 50.0), (1, 52.0)],
         [(0, 70.0), (1, 68.0)],
     ]
     # linking compares with the LAST position: a slow drift stays one track
     drift = [det(t, 100, 100 + 10 * t) for t in range(10)]
-    assert len(link_detections(drift, max_distance_px=24)) == 1
+    assert len(link_detections(drift, max_link_distance_px=24)) == 1
 
 
 # --------------------------------------------------------------------------- detection

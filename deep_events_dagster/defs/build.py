@@ -15,10 +15,10 @@ from deep_events_dagster.defs.ingestion.sensors import build_acquisition_sensor
 from deep_events_dagster.defs.resources import CatalogResource, IngestionResource
 from deep_events_dagster.defs.training.assets import (
     build_prediction_assets,
+    build_training_set_asset,
     model_evaluation,
     model_exports,
     trained_model,
-    training_set,
 )
 from deep_events_dagster.defs.training.jobs import predict_job, train_job
 from deep_events_dagster.defs.training.resources import PredictionResource, TrainingResource
@@ -35,7 +35,8 @@ def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False
     ``home_from_env`` makes resources read the home through ``EnvVar`` (what the UI's
     code location uses), so the Dagster UI shows the variable rather than a path baked in.
     """
-    assets = [raw_movie, acquisition_metadata, legacy_events, training_set, trained_model]
+    assets = [raw_movie, acquisition_metadata, legacy_events, trained_model]
+    assets.append(build_training_set_asset(settings.kinds))
     assets.append(model_evaluation)
     assets.append(model_exports)
     for kind in settings.kinds:

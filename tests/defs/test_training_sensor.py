@@ -100,7 +100,7 @@ def test_a_file_with_a_wrong_key_is_logged_and_the_good_file_still_runs(tmp_path
 
 
 def test_training_set_logs_the_keys_without_effect(tmp_path):
-    from deep_events_dagster.defs.training.assets import training_set
+    from deep_events_dagster.defs.training.assets import build_training_set_asset
 
     home = tmp_path / "home"
     training = home / "training"
@@ -118,7 +118,7 @@ def test_training_set_logs_the_keys_without_effect(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("training_runs", ["old/0"])
     result = dg.materialize(
-        [training_set],
+        [build_training_set_asset(["points"])],
         partition_key="old/0",
         resources={
             "training": TrainingResource(home=str(home)),

@@ -7,6 +7,8 @@ descriptions — and each step's work lives in a sibling module: ``model`` (trai
 training), ``evaluation`` (evaluation, exports), ``predictions`` and ``prediction_report``.
 """
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from deep_events_dagster.defs.executors import GPU_QUEUE_TAGS
@@ -30,26 +32,44 @@ GPU_OP_TAGS = {
 }
 
 
-@dg.asset(
-    partitions_def=training_runs_partitions,
-    group_name=TRAINING_GROUP,
-    code_version="1",
-    kinds={"numpy"},
-)
-def training_set(
-    context: dg.AssetExecutionContext, training: TrainingResource, catalog: CatalogResource
-) -> dg.MaterializeResult:
-    """Events selected by the run's `db_prompt` from its catalog collection, split
-    deterministically per event (kept in the catalog as `dataset_split`), cut into windows of
-    `n_timepoints` frames (no wrap-around), normalised per frame, stored as train/eval stacks.
-    Content-addressed: the same events and parameters reuse the same folder."""
-    return make_training_set(context, training, catalog)
+def build_training_set_asset(kinds: Sequence[str]) -> dg.AssetsDefinition:
+    """``training_set``, downstream of the catalog it queries: every kind's
+    ``<kind>/event_catalog`` (all acquisitions) and ``legacy_events``, so the UI's lineage runs
+    from each raw movie to each model."""
+
+    @dg.asset(
+        name="training_set",
+        partitions_def=training_runs_partitions,
+        group_name=TRAINING_GROUP,
+        deps=[
+            *(
+                dg.AssetDep(
+                    dg.AssetKey([kind, "event_catalog"]),
+                    partition_mapping=dg.AllPartitionMapping(),
+                )
+                for kind in kinds
+            ),
+            dg.AssetKey("legacy_events"),
+        ],
+        code_version="1",
+        kinds={"numpy"},
+    )
+    def training_set(
+        context: dg.AssetExecutionContext, training: TrainingResource, catalog: CatalogResource
+    ) -> dg.MaterializeResult:
+        """Events selected by the run's `db_prompt` from its catalog collection, split
+        deterministically per event (kept in the catalog as `dataset_split`), cut into windows
+        of `n_timepoints` frames (no wrap-around), normalised per frame, stored as train/eval
+        stacks. Content-addressed: the same events and parameters reuse the same folder."""
+        return make_training_set(context, training, catalog)
+
+    return training_set
 
 
 @dg.asset(
     partitions_def=training_runs_partitions,
     group_name=TRAINING_GROUP,
-    deps=[training_set],
+    deps=[dg.AssetKey("training_set")],
     pool=GPU_POOL,
     op_tags=GPU_OP_TAGS,
     code_version="2",

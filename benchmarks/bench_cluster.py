@@ -252,7 +252,7 @@ def _ingest(home: Path, data: Path, expected: int) -> float:
 
 
 def _instance_env(home: Path) -> dict[str, str]:
-    from deep_events_dagster.settings import load_settings
+    from deep_events_dagster.settings.platform import load_settings
 
     env = dict(os.environ)
     env.update(load_settings(home).cluster.environment())

@@ -99,7 +99,7 @@ class _DagsterIngestion:
 
         from deep_events_dagster.defs.build import build_definitions
         from deep_events_dagster.defs.partitions import ACQUISITIONS
-        from deep_events_dagster.settings import load_settings
+        from deep_events_dagster.settings.platform import load_settings
 
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)

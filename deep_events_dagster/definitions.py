@@ -3,7 +3,7 @@
 import dagster as dg
 
 from deep_events_dagster.defs.build import build_definitions
-from deep_events_dagster.settings import HOME_ENV, load_settings
+from deep_events_dagster.settings.platform import HOME_ENV, load_settings
 
 
 @dg.definitions

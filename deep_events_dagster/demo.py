@@ -18,7 +18,7 @@ from deep_events_dagster.cli.runs import prepare_home, register_partitions, run_
 from deep_events_dagster.cli.training import read_pointer, train, training_run_folder
 from deep_events_dagster.core.acquisitions import acquisition_key
 from deep_events_dagster.core.layout import Layout
-from deep_events_dagster.settings import PlatformSettings, load_settings
+from deep_events_dagster.settings.platform import PlatformSettings, load_settings
 
 DEMO_KIND = "points"
 DEMO_TREE = {

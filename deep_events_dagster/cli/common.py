@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deep_events_dagster.settings import PlatformSettings, load_settings, resolve_home
+from deep_events_dagster.settings.platform import PlatformSettings, load_settings, resolve_home
 
 
 def settings_from_args(args: argparse.Namespace, **overrides) -> PlatformSettings:

@@ -16,7 +16,7 @@ from deep_events_dagster.cli.runs import (
     run_on_cluster,
     run_partitions,
 )
-from deep_events_dagster.settings import PlatformSettings
+from deep_events_dagster.settings.platform import PlatformSettings
 
 
 def ingest(

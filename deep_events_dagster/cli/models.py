@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deep_events_dagster.cli.common import one_line
-from deep_events_dagster.settings import load_settings, resolve_home
+from deep_events_dagster.settings.platform import load_settings, resolve_home
 
 
 def export(model_dir: Path, formats: Sequence[str] | None = None) -> int:

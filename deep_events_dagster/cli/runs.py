@@ -18,7 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from deep_events_dagster.settings import (
+from deep_events_dagster.settings.platform import (
     HOME_ENV,
     KINDS_ENV,
     OUTPUT_ROOT_ENV,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from deep_events_dagster.cli.runs import cluster_problem, prepare_home, ui_environment
-from deep_events_dagster.settings import PlatformSettings
+from deep_events_dagster.settings.platform import PlatformSettings
 
 
 def ui(settings: PlatformSettings, *, host: str, port: int) -> int:

@@ -14,7 +14,7 @@ from deep_events_dagster.cli.runs import (
     prepare_home,
     reconstructable_job,
 )
-from deep_events_dagster.settings import PlatformSettings
+from deep_events_dagster.settings.platform import PlatformSettings
 
 
 def train(settings: PlatformSettings, settings_file: Path, *, verbose: bool = False) -> int:

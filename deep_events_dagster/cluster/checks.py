@@ -15,7 +15,8 @@ from pathlib import Path
 
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.fsutil import NETWORK_FILESYSTEMS, atomic_write_text, filesystem_type
-from deep_events_dagster.settings import PlatformSettings, libpq_url, redact_uri
+from deep_events_dagster.settings.cluster import libpq_url, redact_uri
+from deep_events_dagster.settings.platform import PlatformSettings
 
 HOST_MARKER = ".cluster_host"
 CONNECT_TIMEOUT_S = 5.0

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from deep_events_dagster.cluster.checks import ClusterError
 from deep_events_dagster.core.fsutil import atomic_write_text
-from deep_events_dagster.settings import CLUSTER_STORAGE_ENV, ClusterSettings, PlatformSettings
+from deep_events_dagster.settings.cluster import CLUSTER_STORAGE_ENV, ClusterSettings
+from deep_events_dagster.settings.platform import PlatformSettings
 
 MANAGED_BEGIN = "# >>> deep-events cluster storage (managed: follows cluster.storage)"
 MANAGED_END = "# <<< deep-events cluster storage"

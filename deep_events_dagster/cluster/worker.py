@@ -16,7 +16,8 @@ from pathlib import Path
 
 from deep_events_dagster.cluster.checks import ClusterError, check_cluster
 from deep_events_dagster.dagster_internals import unpacked_step_args
-from deep_events_dagster.settings import ClusterSettings, PlatformSettings
+from deep_events_dagster.settings.cluster import ClusterSettings
+from deep_events_dagster.settings.platform import PlatformSettings
 
 ROLES = ("default", "gpu")
 

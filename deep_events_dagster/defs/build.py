@@ -26,7 +26,7 @@ from deep_events_dagster.defs.training.sensors import (
     build_predictions_sensor,
     build_training_sensor,
 )
-from deep_events_dagster.settings import CATALOG_URI_ENV, HOME_ENV, PlatformSettings
+from deep_events_dagster.settings.platform import CATALOG_URI_ENV, HOME_ENV, PlatformSettings
 
 
 def build_definitions(settings: PlatformSettings, *, home_from_env: bool = False) -> dg.Definitions:

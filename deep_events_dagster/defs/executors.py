@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from deep_events_dagster.settings import (
+from deep_events_dagster.settings.cluster import (
     CLUSTER_BACKEND_ENV,
     CLUSTER_BROKER_ENV,
     ClusterSettings,

@@ -10,13 +10,8 @@ from deep_events_dagster.core.acquisition_ref import AcquisitionRef
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import Vocabulary, load_vocabulary
 from deep_events_dagster.core.pipeline import IngestionPipeline, KindPlan
-from deep_events_dagster.settings import (
-    CONFIG_FILE,
-    IngestionParams,
-    KindSettings,
-    PlatformSettings,
-    resolve_kind,
-)
+from deep_events_dagster.settings.ingestion import IngestionParams, KindSettings, resolve_kind
+from deep_events_dagster.settings.platform import CONFIG_FILE, PlatformSettings
 
 
 class IngestionResource(dg.ConfigurableResource):

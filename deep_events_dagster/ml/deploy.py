@@ -40,7 +40,12 @@ from deep_events_dagster.ml.model_folder import (
     TRAINING_SET_FILE,
     ModelFolder,
 )
-from deep_events_dagster.settings import CONFIG_FILE, load_settings, read_config, resolve_home
+from deep_events_dagster.settings.platform import (
+    CONFIG_FILE,
+    load_settings,
+    read_config,
+    resolve_home,
+)
 
 __all__ = [
     "DEPLOY_KEY",

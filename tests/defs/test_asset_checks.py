@@ -12,7 +12,8 @@ from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.core import checks, pipeline
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
-from deep_events_dagster.settings import IngestionParams, load_settings
+from deep_events_dagster.settings.ingestion import IngestionParams
+from deep_events_dagster.settings.platform import load_settings
 from deep_events_dagster.testing.trees import generate_tree
 
 KIND = "points"

@@ -5,7 +5,8 @@ import pytest
 
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.executors import GPU_ROLE, QUEUE_TAG, queue_name
-from deep_events_dagster.settings import ClusterSettings, QueueNames, load_settings
+from deep_events_dagster.settings.cluster import ClusterSettings, QueueNames
+from deep_events_dagster.settings.platform import load_settings
 
 CLUSTER = ClusterSettings(
     storage="postgresql://postgres@127.0.0.1:5432/x",

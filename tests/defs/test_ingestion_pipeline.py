@@ -26,7 +26,8 @@ from deep_events_dagster.core.pipeline import (
 )
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
-from deep_events_dagster.settings import IngestionParams, load_settings
+from deep_events_dagster.settings.ingestion import IngestionParams
+from deep_events_dagster.settings.platform import load_settings
 from deep_events_dagster.testing.annotations import ShapeSpec, write_napari_shapes_csv
 from deep_events_dagster.testing.trees import generate_tree
 

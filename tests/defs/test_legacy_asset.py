@@ -188,7 +188,7 @@ def test_asset_is_unpartitioned_in_the_ingestion_group_with_its_own_job(tmp_path
 
 def test_wired_definitions_keep_legacy_events_out_of_the_ingest_job(tmp_path):
     from deep_events_dagster.defs.build import build_definitions
-    from deep_events_dagster.settings import load_settings
+    from deep_events_dagster.settings.platform import load_settings
 
     defs = build_definitions(load_settings(tmp_path / "home", environ={}))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from deep_events_dagster.defs.build import build_definitions
-from deep_events_dagster.settings import load_settings
+from deep_events_dagster.settings.platform import load_settings
 
 
 def _upstream(graph, key: dg.AssetKey) -> set[str]:

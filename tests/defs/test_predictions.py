@@ -17,7 +17,8 @@ from deep_events_dagster.ml.config import TrainingSettings
 from deep_events_dagster.ml.deploy import deploy_model, model_identity
 from deep_events_dagster.ml.evaluate import evaluate_model_folder
 from deep_events_dagster.ml.synthetic import write_synthetic_training_set
-from deep_events_dagster.settings import IngestionParams, load_settings
+from deep_events_dagster.settings.ingestion import IngestionParams
+from deep_events_dagster.settings.platform import load_settings
 from deep_events_dagster.testing.trees import generate_tree
 
 N_FRAMES = 24

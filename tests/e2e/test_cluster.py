@@ -27,7 +27,7 @@ import yaml
 
 from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.cluster.worker import start_worker_process
-from deep_events_dagster.settings import (
+from deep_events_dagster.settings.cluster import (
     CLUSTER_BACKEND_ENV,
     CLUSTER_BROKER_ENV,
     CLUSTER_STORAGE_ENV,

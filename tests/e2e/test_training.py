@@ -10,7 +10,7 @@ from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import TRAINING_RUNS
 from deep_events_dagster.defs.resources import CatalogResource
 from deep_events_dagster.defs.training.resources import TrainingResource
-from deep_events_dagster.settings import load_settings
+from deep_events_dagster.settings.platform import load_settings
 from deep_events_dagster.testing.trees import generate_tree
 
 TINY = {

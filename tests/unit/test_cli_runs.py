@@ -10,7 +10,7 @@ from deep_events_dagster.cli.runs import (
     settings_from_run_arguments,
     ui_environment,
 )
-from deep_events_dagster.settings import (
+from deep_events_dagster.settings.platform import (
     HOME_ENV,
     KINDS_ENV,
     OUTPUT_ROOT_ENV,

@@ -15,7 +15,8 @@ from deep_events_dagster.cluster.checks import (
     require_visible,
 )
 from deep_events_dagster.cluster.instance import MANAGED_BEGIN, instance_yaml
-from deep_events_dagster.settings import CLUSTER_STORAGE_ENV, ClusterSettings, load_settings
+from deep_events_dagster.settings.cluster import CLUSTER_STORAGE_ENV, ClusterSettings
+from deep_events_dagster.settings.platform import load_settings
 
 CLUSTER = ClusterSettings(storage="postgresql://postgres:pw@db:5432/deep_events")
 

@@ -20,6 +20,9 @@ PACKAGE = "deep_events_dagster"
 SCIENCE = {"dagster", "torch", "tensorflow"}
 # a bridge between the backends: the Keras twin of a torch network takes its weights
 TORCH_IN_TENSORFLOW = {"deep_events_dagster.ml.tensorflow.convert"}
+# the layers above settings (which reads deep_events.yaml with core alone)
+ABOVE_SETTINGS = ("catalog", "ml", "testing", "cluster", "defs", "cli")
+NOT_BELOW_SETTINGS = {f"{PACKAGE}.{layer}" for layer in ABOVE_SETTINGS}
 
 
 def modules(name: str) -> list[str]:
@@ -49,7 +52,8 @@ RULES = {
         {"torch"},
     ),
     "testing": (lambda: modules(f"{PACKAGE}.testing"), SCIENCE),
-    "settings": (lambda: modules(f"{PACKAGE}.settings"), SCIENCE),
+    # every module of the package (platform, ingestion, cluster): core, pydantic and yaml only
+    "settings": (lambda: modules(f"{PACKAGE}.settings"), SCIENCE | NOT_BELOW_SETTINGS),
     # imported by the assets and the CLI: Dagster, Celery and the drivers load when used
     "cluster": (
         lambda: modules(f"{PACKAGE}.cluster") + modules(f"{PACKAGE}.dagster_internals"),
@@ -81,6 +85,12 @@ def test_layer_imports_nothing_forbidden(rule):
     )
     culprits = json.loads(out.stdout.strip().splitlines()[-1])
     assert not culprits, f"{rule}: importing these modules loaded forbidden packages: {culprits}"
+
+
+def test_the_settings_rule_checks_each_settings_module():
+    # a package: the rule walks it (a module added to settings/ is checked without a list)
+    names = set(RULES["settings"][0]())
+    assert {f"{PACKAGE}.settings.{m}" for m in ("platform", "ingestion", "cluster")} <= names
 
 
 def test_the_modules_exempt_from_the_tensorflow_rule_exist():

@@ -19,7 +19,7 @@ from deep_events_dagster.defs.ingestion.checks import (
 )
 from deep_events_dagster.defs.ingestion.inputs import read_annotations, user_errors_as_failures
 from deep_events_dagster.defs.resources import IngestionResource
-from deep_events_dagster.settings import IngestionParams
+from deep_events_dagster.settings.ingestion import IngestionParams
 
 
 def make_ground_truth(

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from deep_events_dagster.catalog.legacy import LegacyImportReport, import_legacy_folders
 from deep_events_dagster.defs.resources import CatalogResource
-from deep_events_dagster.settings import CONFIG_FILE, load_settings
+from deep_events_dagster.settings.platform import CONFIG_FILE, load_settings
 
 LEGACY_GROUP = "ingestion"
 LEGACY_ASSET = "legacy_events"

@@ -234,7 +234,7 @@ def test_malformed_deploy_entries_name_the_file_and_kind(tmp_path, content, prob
 
 
 def test_settings_accept_a_deploy_key(tmp_path):
-    from deep_events_dagster.settings import load_settings
+    from deep_events_dagster.settings.platform import load_settings
 
     fake_model(tmp_path / "m")
     (tmp_path / "deep_events.yaml").write_text("kinds: [points]\ndeploy:\n  points: m\n")

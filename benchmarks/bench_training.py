@@ -9,10 +9,11 @@ machine hits all of them alike (the median step time per loop counts):
     Our whole training path: :class:`~deep_events_dagster.ml.torch.data.AugmentedDataset` over
     memory-mapped ``.npy`` stacks, on-the-fly augmentation (``n_augmentations: 4``: flips,
     rotations, brightness), the DataLoader, the training step and the per-step metrics — exactly
-    :meth:`~deep_events_dagster.ml.torch.train.TrainingSession.train_epoch`.
+    :meth:`~deep_events_dagster.ml.torch.session.TrainingSession.train_epoch`.
 ``plain``
-    The same model and step (:meth:`~deep_events_dagster.ml.torch.train.TrainingSession.train_step`)
-    over batches preloaded as tensors. ``plain / full − 1`` is the data path's overhead
+    The same model and step
+    (:meth:`~deep_events_dagster.ml.torch.session.TrainingSession.train_step`) over batches
+    preloaded as tensors. ``plain / full − 1`` is the data path's overhead
     (goal ≤ 10 %).
 ``original``
     The original deep-events U-Net rebuilt here (:func:`build_original_unet`: the same 155,345

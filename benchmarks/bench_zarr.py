@@ -52,7 +52,7 @@ from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.movie_reader import MovieReader
 from deep_events_dagster.core.ome import read_movie_info
 from deep_events_dagster.core.pipeline import IngestionReport, ingest_acquisition
-from deep_events_dagster.testing.ome_writers import write_ome_zarr
+from deep_events_dagster.testing.ome_zarr import write_ome_zarr
 
 KIND = "points"
 CHUNK_SIDE = 512

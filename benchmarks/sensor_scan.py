@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deep_events_dagster.core.watch import WatchState, evaluate_tick, scan_roots
-from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
 
 TICK_GOAL_S = 10.0
 

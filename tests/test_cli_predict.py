@@ -13,7 +13,7 @@ import yaml
 
 from deep_events_dagster.cli import main
 from deep_events_dagster.ml import predict
-from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
 
 JSON_KEYS = ["acquisition", "movie", "threshold", "frames", "events"]
 

@@ -250,7 +250,8 @@ def _export_file(
 def _export_bioimageio(
     folder: ModelFolder, source: _Source, data: EvalData, done: dict[str, ExportResult]
 ) -> ExportResult:
-    from deep_events_dagster.ml.bioimageio import check_bioimageio_package, write_bioimageio_package
+    from deep_events_dagster.ml.bioimageio import write_bioimageio_package
+    from deep_events_dagster.ml.bioimageio_check import check_bioimageio_package
 
     started = time.perf_counter()
     missing = [f for f in BIOIMAGEIO_WEIGHTS if not (f in done and done[f].ok)]

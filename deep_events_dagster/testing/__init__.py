@@ -2,7 +2,8 @@
 
 Importing this package imports none of its modules; import the one you need:
 
-- :mod:`.ome_writers`: OME-XML, OME-TIFF and OME-Zarr movie writers.
+- :mod:`.ome_tiff`: OME-XML and OME-TIFF movie writer.
+- :mod:`.ome_zarr`: OME-Zarr movie writer.
 - :mod:`.movies`: the synthetic image model (mitochondria-like movies with events,
   :func:`~.movies.synthesize_movie`), rendered frame by frame.
 - :mod:`.event_plans`: where and when the events of a synthetic movie happen.

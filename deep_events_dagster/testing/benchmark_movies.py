@@ -27,7 +27,7 @@ from deep_events_dagster.testing.movies import (
     ou_drift,
     stream_rng,
 )
-from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
 
 __all__ = ["SyntheticMovieFile", "write_large_movie"]
 

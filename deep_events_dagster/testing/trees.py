@@ -4,7 +4,8 @@
 folder names carrying the tokens of ``core/keys.yaml`` (sometimes through aliases, optionally
 with awkward characters), and in every acquisition folder one movie of the image model
 (:mod:`deep_events_dagster.testing.movies`) as an OME-TIFF or OME-Zarr
-(:mod:`deep_events_dagster.testing.ome_writers`) and napari points CSVs in µm or pixels
+(:mod:`deep_events_dagster.testing.ome_tiff`, :mod:`deep_events_dagster.testing.ome_zarr`)
+and napari points CSVs in µm or pixels
 (:mod:`deep_events_dagster.testing.annotations`). The truth (event tracks in pixels, and the
 metadata a correct ``db.yaml`` must hold) comes back as frozen dataclasses
 (:class:`SyntheticTree`, :class:`SyntheticAcquisition`). :func:`synth_main` makes the demo
@@ -35,7 +36,8 @@ from deep_events_dagster.testing.movies import (
     stream_rng,
     synthesize_movie,
 )
-from deep_events_dagster.testing.ome_writers import write_ome_movie, write_ome_zarr
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
+from deep_events_dagster.testing.ome_zarr import write_ome_zarr
 
 __all__ = ["SyntheticAcquisition", "SyntheticTree", "generate_tree", "synth_main"]
 
@@ -246,7 +248,7 @@ def generate_tree(
     movie_format
         ``"ome-tiff"`` (``*.ome.tif``) or ``"ome-zarr"``: the same pixels, pixel size, frame
         interval (its unit included) and channel names as an OME-Zarr image ``*.ome.zarr``
-        (:func:`~deep_events_dagster.testing.ome_writers.write_ome_zarr`); everything else is
+        (:func:`~deep_events_dagster.testing.ome_zarr.write_ome_zarr`); everything else is
         equal. A stale movie stays an OME-TIFF.
     zarr_version
         NGFF version of the OME-Zarr movies: ``"0.4"`` or ``"0.5"``.

@@ -12,7 +12,7 @@ from deep_events_dagster.catalog import EventCatalog
 from deep_events_dagster.defs.build import build_definitions
 from deep_events_dagster.defs.partitions import ACQUISITIONS
 from deep_events_dagster.settings.platform import load_settings
-from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
 from deep_events_dagster.testing.trees import generate_tree
 
 

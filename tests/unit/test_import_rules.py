@@ -98,6 +98,20 @@ def test_the_modules_exempt_from_the_tensorflow_rule_exist():
     assert TORCH_IN_TENSORFLOW <= set(modules(f"{PACKAGE}.ml.tensorflow"))
 
 
+def test_the_torch_trainer_loads_torch():
+    # the ml and ml.torch rules check the module the training subprocess runs
+    # (python -m deep_events_dagster.ml.torch.train) without dagster, dagster_pipes or
+    # tensorflow; it must still be the torch trainer
+    code = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); print('torch' in sys.modules)"
+    )
+    trainer = f"{PACKAGE}.ml.torch.train"
+    out = subprocess.run(
+        [sys.executable, "-c", code, trainer], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True"
+
+
 def test_no_defs_module_postpones_annotations():
     # Dagster reads the ``context`` annotation of assets, checks and sensors at definition time
     defs = Path(importlib.import_module(f"{PACKAGE}.defs").__file__).parent

@@ -3,8 +3,8 @@
 Modules: :mod:`.models` (the networks), :mod:`.losses`, :mod:`.data` (augmented samples),
 :mod:`.devices` (device names, autocast), :mod:`.checkpoints` (``model.pt``),
 :mod:`.predictor` (probabilities, the backend's predictor), :mod:`.metrics` (pixel counts),
-:mod:`.board` (TensorBoard), :mod:`.train` (the trainer and ``python -m``) and :mod:`.export`
-(ONNX, TorchScript).
+:mod:`.board` (TensorBoard), :mod:`.session` (one training's model, optimiser, steps and data
+path), :mod:`.train` (the trainer and ``python -m``) and :mod:`.export` (ONNX, TorchScript).
 
 Importing a module of this package imports torch; nothing outside ``ml/torch`` imports it at
 module level.

@@ -23,7 +23,7 @@ from deep_events_dagster.core.kinds import (
 from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.pipeline import ingest_acquisition
-from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
 from deep_events_dagster.testing.trees import generate_tree
 
 KIND = "points"

@@ -13,7 +13,7 @@ from deep_events_dagster.core.ome import (
     read_movie_info,
     snake_case,
 )
-from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
 from deep_events_dagster.testing.trees import generate_tree
 
 

@@ -33,7 +33,7 @@ from deep_events_dagster.core.watch import (
 from deep_events_dagster.core.zarr_metadata import read_ome_zarr
 from deep_events_dagster.core.zarr_reader import ZarrMovieReader
 from deep_events_dagster.core.zarr_store import missing_chunks, tree_signature
-from deep_events_dagster.testing.ome_writers import write_ome_zarr
+from deep_events_dagster.testing.ome_zarr import write_ome_zarr
 from deep_events_dagster.testing.trees import generate_tree
 
 VERSIONS = ("0.4", "0.5")

@@ -12,10 +12,10 @@ pytest.importorskip("onnxruntime")
 from deep_events_dagster.core.normalisation import normalize_image_frames  # noqa: E402
 from deep_events_dagster.ml.bioimageio import (  # noqa: E402
     _scale_range,
-    check_bioimageio_package,
     format_version,
     write_bioimageio_package,
 )
+from deep_events_dagster.ml.bioimageio_check import check_bioimageio_package  # noqa: E402
 from deep_events_dagster.ml.export import export_model  # noqa: E402
 from deep_events_dagster.ml.model_folder import ModelFolder  # noqa: E402
 from tests.unit.ml import export_fixtures  # noqa: E402

@@ -243,6 +243,7 @@ def test_export_modules_import_no_backend():
     code = (
         "import sys, json\n"
         "import deep_events_dagster.ml.export, deep_events_dagster.ml.bioimageio\n"
+        "import deep_events_dagster.ml.bioimageio_check\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -25,7 +25,7 @@ from deep_events_dagster.ml.predict_compare import (
 from deep_events_dagster.ml.predict_maps import probability_maps, tile_starts, window_frames
 from deep_events_dagster.ml.predict_records import AnnotatedEvent, PredictedEvent
 from deep_events_dagster.testing.movies import synthesize_movie
-from deep_events_dagster.testing.ome_writers import write_ome_movie
+from deep_events_dagster.testing.ome_tiff import write_ome_movie
 from deep_events_dagster.testing.trees import generate_tree
 
 # --------------------------------------------------------------------------- helpers

@@ -18,7 +18,7 @@ from deep_events_dagster import core
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.testing.benchmark_movies import write_large_movie
 from deep_events_dagster.testing.movies import synthesize_movie
-from deep_events_dagster.testing.ome_writers import OME_NAMESPACE, write_ome_movie
+from deep_events_dagster.testing.ome_tiff import OME_NAMESPACE, write_ome_movie
 from deep_events_dagster.testing.trees import SyntheticTree, generate_tree, synth_main
 
 KEYS_YAML = Path(core.__file__).with_name("keys.yaml")

@@ -3,14 +3,14 @@
 
 :class:`KindPlan` holds one annotation kind's settings as the steps read them: its extraction
 choices (``core.kinds.KindOptions``) and its ingestion parameters, named as the fields of
-``settings.IngestionParams`` (:data:`STEP_PARAMETERS`). :class:`IngestionPipeline` has one
+``settings.ingestion.IngestionParams`` (:data:`STEP_PARAMETERS`). :class:`IngestionPipeline` has one
 method per step (movie, metadata, a kind's ground truth, its event crops, its catalog
 documents); each derives the step's arguments from the plan, here and nowhere else. Each
 Dagster asset calls one method; :meth:`IngestionPipeline.run` calls them all in order and hands
 each step what the previous ones read (movie header, ``db.yaml``, annotations).
 
 ``core`` does not import ``settings``: :meth:`KindPlan.from_settings` reads the parameters of a
-``settings.KindSettings`` by name.
+``settings.ingestion.KindSettings`` by name.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import Vocabulary, read_db_yaml
 from deep_events_dagster.core.ome import MovieInfo
 
-# The ingestion parameters (``settings.IngestionParams`` fields) each step takes, under the
-# same names; the settings' other fields are a kind's extraction choices (``KindOptions``).
+# The ingestion parameters (``settings.ingestion.IngestionParams`` fields) each step takes,
+# under the same names; the settings' other fields are a kind's extraction choices (``KindOptions``).
 GROUND_TRUTH_PARAMETERS = ("sigma", "gt_cutoff")
 EVENT_PARAMETERS = (
     "crop_size",
@@ -64,8 +64,8 @@ class KindPlan:
     """One annotation kind as the ingestion steps read it.
 
     ``params`` maps :data:`STEP_PARAMETERS` names to values; a name left out gets the step's
-    own default, which is also the settings' default (``settings.IngestionParams`` declares
-    its defaults as the core functions' constants).
+    own default, which is also the settings' default (``settings.ingestion.IngestionParams``
+    declares its defaults as the core functions' constants).
 
     Raises
     ------
@@ -87,13 +87,13 @@ class KindPlan:
 
     @classmethod
     def from_settings(cls, settings: Any) -> KindPlan:
-        """The plan of a ``settings.KindSettings`` (its ``name``, ``options`` and the
+        """The plan of a ``settings.ingestion.KindSettings`` (its ``name``, ``options`` and the
         :data:`STEP_PARAMETERS` attributes of its ``params``).
 
         Parameters
         ----------
         settings
-            A kind's validated settings (``settings.resolve_kind``).
+            A kind's validated settings (``settings.ingestion.resolve_kind``).
 
         Returns
         -------
@@ -292,7 +292,7 @@ def ingest_acquisition(
         A kind's annotations, movie and channel choices (``core.kinds``); default: its own
         annotations, points.
     **params
-        Ingestion parameters for every kind, named as ``settings.IngestionParams`` fields
+        Ingestion parameters for every kind, named as ``settings.ingestion.IngestionParams`` fields
         (:data:`STEP_PARAMETERS`); the others get the settings' defaults.
 
     Returns

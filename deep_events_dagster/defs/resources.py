@@ -19,14 +19,14 @@ class IngestionResource(dg.ConfigurableResource):
 
     ``params`` and ``kind_config`` are the ``ingestion:`` and ``kinds:`` sections of
     ``deep_events.yaml`` as plain config (the UI shows them with the run); they are validated
-    by ``settings.IngestionParams`` / ``settings.resolve_kind`` when read, the only place their
-    keys and defaults are declared.
+    by ``settings.ingestion.IngestionParams`` / ``settings.ingestion.resolve_kind`` when read,
+    the only place their keys and defaults are declared.
     """
 
     home: str
     roots: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
     output_root: str | None = None
-    # ingestion: of deep_events.yaml (settings.IngestionParams fields; missing ones: defaults)
+    # ingestion: of deep_events.yaml (settings.ingestion.IngestionParams fields; missing: defaults)
     params: dict[str, Any] = {}  # noqa: RUF012
     # kinds: {name: {...}} of deep_events.yaml (annotations, type, line_width, overrides)
     kind_config: dict[str, dict[str, Any]] = {}  # noqa: RUF012

@@ -56,8 +56,6 @@ __all__ = [
 ]
 
 LOCK_DIR_NAME = "gpu_locks"
-HOME_ENV = "DEEP_EVENTS_HOME"
-DEFAULT_HOME = ".deep_events"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -122,9 +120,9 @@ def gpu_lock_name(physical_id: str, host: str | None = None) -> str:
 def gpu_lock_dir(home: str | Path | None = None) -> Path:
     """``<home>/gpu_locks``; home: the argument, else ``$DEEP_EVENTS_HOME``, else
     ``.deep_events``."""
-    if home is None:
-        home = os.environ.get(HOME_ENV) or DEFAULT_HOME
-    return Path(home) / LOCK_DIR_NAME
+    from deep_events_dagster.settings.platform import resolve_home
+
+    return resolve_home(home) / LOCK_DIR_NAME
 
 
 @dataclass

@@ -44,7 +44,8 @@ PARAMS = {
     "auto_negatives": 2,
     "hard_negatives": 2,
 }
-# IngestionParams fields that are a kind's extraction choices (settings.resolve_kind → KindOptions)
+# IngestionParams fields that are a kind's extraction choices
+# (settings.ingestion.resolve_kind → KindOptions)
 CHOICE_FIELDS = {"img_identifier", "channel_contrast", "label", "event_content"}
 
 

@@ -40,7 +40,7 @@ class LegacyImportConfig(dg.Config):
 
 
 def configured_legacy_folders(home: str | Path) -> list[str]:
-    """``legacy_folders`` of the home's settings (``settings.load_settings``).
+    """``legacy_folders`` of the home's settings (``settings.platform.load_settings``).
 
     Raises
     ------

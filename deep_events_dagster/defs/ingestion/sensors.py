@@ -21,8 +21,8 @@ def build_acquisition_sensor(
     roots: Sequence[Path],
     kinds: Sequence[str],
     quiet_seconds: float,
+    interval_seconds: int,
     exclude: Sequence[Path] = (),
-    interval_seconds: int = 5,
     time_budget_s: float = 5.0,
     max_runs_per_tick: int = 200,
 ) -> dg.SensorDefinition:

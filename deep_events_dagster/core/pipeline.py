@@ -38,7 +38,8 @@ from deep_events_dagster.core.metadata import Vocabulary, read_db_yaml
 from deep_events_dagster.core.ome import MovieInfo
 
 # The ingestion parameters (``settings.ingestion.IngestionParams`` fields) each step takes,
-# under the same names; the settings' other fields are a kind's extraction choices (``KindOptions``).
+# under the same names; the settings' other fields are a kind's extraction choices
+# (``KindOptions``).
 GROUND_TRUTH_PARAMETERS = ("sigma", "gt_cutoff")
 EVENT_PARAMETERS = (
     "crop_size",

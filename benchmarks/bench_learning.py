@@ -386,6 +386,7 @@ def _recipe_section(root: Path, quick: bool, say) -> dict[str, Any]:
 
 def _legacy_section(root: Path, quick: bool, say, main: dict[str, Any] | None):
     from deep_events_dagster.core.training_set import build_training_set
+    from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 
     folder = _legacy_folder()
     out: dict[str, Any] = {}
@@ -398,7 +399,7 @@ def _legacy_section(root: Path, quick: bool, say, main: dict[str, Any] | None):
         eval_docs = [{**d, "dataset_split": "eval"} for d in docs]
         legacy_all = build_training_set(
             eval_docs,
-            settings={"n_timepoints": 1},
+            params=TrainingSetParameters(n_timepoints=1),
             out_root=root / "legacy_all",
             db_prompt={},
             collection="legacy",
@@ -429,7 +430,7 @@ def _legacy_section(root: Path, quick: bool, say, main: dict[str, Any] | None):
     ]
     legacy_set = build_training_set(
         split_docs,
-        settings={"n_timepoints": 1},
+        params=TrainingSetParameters(n_timepoints=1),
         out_root=root / "legacy_split",
         db_prompt={},
         collection="legacy",

@@ -1,7 +1,7 @@
 """Training sets: catalog event documents → normalised, windowed train/eval stacks on disk.
 
 :func:`build_training_set` takes the documents a ``db_prompt`` selected (the caller queries the
-catalog) and the run's settings, and writes a content-addressed folder
+catalog) and the run's training-set parameters, and writes a content-addressed folder
 ``<out_root>/ts_<16 hex>/`` (its files: :mod:`deep_events_dagster.core.training_set_folder`).
 
 Rules, each with the code it describes:
@@ -204,7 +204,7 @@ def _assign_unused(
 def build_training_set(
     documents: Sequence[Mapping[str, Any]],
     *,
-    settings: Mapping[str, Any],
+    params: TrainingSetParameters,
     out_root: str | Path,
     db_prompt: Mapping[str, Any],
     collection: str,
@@ -216,8 +216,9 @@ def build_training_set(
     documents
         Catalog event documents (``_id``, ``event_path`` and optionally ``dataset_split``,
         ``fps``, ``channel_contrast``, ``label_file``, ``acquisition_key``…). Not modified.
-    settings
-        The run's training settings; see :class:`TrainingSetParameters` for the keys used.
+    params
+        The settings that shape the set (validated; a run's settings are read into them by
+        :meth:`TrainingSetParameters.from_settings`).
     out_root
         Folder that holds training sets (``ts_<id>`` folders are created in it).
     db_prompt, collection
@@ -230,9 +231,8 @@ def build_training_set(
     Raises
     ------
     ConfigurationError
-        Bad settings, or no document gave any sample (the message lists the skip reasons).
+        No document gave any sample (the message lists the skip reasons).
     """
-    params = TrainingSetParameters.from_settings(settings)
     out_root = Path(out_root)
     skipped_events: list[tuple[str, str]] = []
     usable: list[tuple[Mapping[str, Any], dict[str, Any]]] = []

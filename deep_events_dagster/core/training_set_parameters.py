@@ -4,6 +4,10 @@
 :meth:`~TrainingSetParameters.address_dict` is what enters a training set's content address
 (:mod:`deep_events_dagster.core.training_set`): ``n_timepoints`` and ``max_n_timepoints`` enter
 it only through the window length, so models that need fewer frames share a set.
+
+These are the only rules for these keys: ``ml.config.TrainingSettings`` checks its training-set
+keys with :meth:`TrainingSetParameters.from_settings`, and the original's other names of them
+(:data:`TRAINING_SET_ALIASES`) are declared here once.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from deep_events_dagster.core.errors import ConfigurationError
 
-__all__ = ["TrainingSetParameters"]
+__all__ = ["TRAINING_SET_ALIASES", "TrainingSetParameters"]
+
+# The original's other names of training-set parameters (alias → field): ``subset``.
+TRAINING_SET_ALIASES = {"subset": "subset_fraction"}
 
 
 def _number(key: str, value: Any) -> float:
@@ -133,6 +140,11 @@ class TrainingSetParameters(BaseModel):
     def _smooth(cls, value: Any) -> float:
         if value is None or value is False:
             value = 0.0
+        if value is True:
+            raise ConfigurationError(
+                "training setting smooth must be a σ in pixels ≥ 0 (false, null or 0: off), "
+                "got true"
+            )
         smooth = _number("smooth", value)
         if smooth < 0:
             raise ConfigurationError(
@@ -149,7 +161,17 @@ class TrainingSetParameters(BaseModel):
     def from_settings(cls, settings: Mapping[str, Any] | None) -> TrainingSetParameters:
         """Read the training-set parameters out of a run's settings (other keys are ignored).
 
-        ``subset`` (the original's name) is read as ``subset_fraction``.
+        ``subset`` (the original's name, :data:`TRAINING_SET_ALIASES`) is read as
+        ``subset_fraction`` when that is not given.
+
+        Parameters
+        ----------
+        settings
+            A run's settings (``None``: all defaults).
+
+        Returns
+        -------
+        TrainingSetParameters
 
         Raises
         ------
@@ -158,8 +180,9 @@ class TrainingSetParameters(BaseModel):
         """
         settings = dict(settings or {})
         values = {key: settings[key] for key in cls.model_fields if key in settings}
-        if "subset_fraction" not in values and "subset" in settings:
-            values["subset_fraction"] = settings["subset"]
+        for alias, name in TRAINING_SET_ALIASES.items():
+            if name not in values and alias in settings:
+                values[name] = settings[alias]
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

@@ -58,7 +58,10 @@ from deep_events_dagster.core.training_run import (
     canonical_form,
     spec_fingerprint,
 )
-from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
+from deep_events_dagster.core.training_set_parameters import (
+    TRAINING_SET_ALIASES,
+    TrainingSetParameters,
+)
 
 __all__ = [
     "PROMPT_SETTING_KEYS",
@@ -71,10 +74,11 @@ __all__ = [
 
 TOP_LEVEL_KEYS = ("folder", "collection", "backend", "db_prompt", "settings")
 # Keys the original popped out of db_prompt before querying (prompt key → settings key): the
-# training-set parameters, and ``subset`` (the original's name of ``subset_fraction``).
+# training-set parameters, and their aliases (``subset``, the original's name of
+# ``subset_fraction``).
 PROMPT_SETTING_KEYS = {
     **{name: name for name in TrainingSetParameters.model_fields},
-    "subset": "subset_fraction",
+    **TRAINING_SET_ALIASES,
 }
 _NUMBERED = re.compile(r"^(db_prompt|settings)_(\d+)$")
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9_.-]+")

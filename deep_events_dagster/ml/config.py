@@ -7,12 +7,13 @@ meaning and default; an unknown key is an error that lists the known ones (a typ
 ``nb_filter`` must not silently train with the default).
 
 Keys that shape the *training set* (``n_timepoints``, ``fps``, ``train_val_split``,
-``subset_fraction``, ``max_n_timepoints``, ``group_by_acquisition``, ``smooth``) are read by
-:func:`deep_events_dagster.core.training_set.build_training_set`; they are accepted here so one
-mapping describes the whole run, and the trainer only checks ``n_timepoints`` against the data.
-Their defaults are declared once, in
-:class:`~deep_events_dagster.core.training_set_parameters.TrainingSetParameters`, and the
-backend's in :mod:`deep_events_dagster.core.training_run`.
+``subset_fraction``, ``max_n_timepoints``, ``group_by_acquisition``, ``smooth``) are accepted
+here so one mapping describes the whole run (:attr:`TrainingSettings.training_set` gives them to
+:func:`deep_events_dagster.core.training_set.build_training_set`); the trainer only checks
+``n_timepoints`` against the data. Their defaults, rules and messages are declared once, in
+:class:`~deep_events_dagster.core.training_set_parameters.TrainingSetParameters` (with the
+original's ``subset``); the backends and their aliases in
+:mod:`deep_events_dagster.core.training_run` (read by its ``backend_name``).
 
 A whole settings file is validated when it is read: :mod:`deep_events_dagster.ml.training_runs`.
 """
@@ -28,8 +29,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from deep_events_dagster.core.training_run import BACKEND_ALIASES, DEFAULT_BACKEND, Backend
-from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
+from deep_events_dagster.core.errors import ConfigurationError
+from deep_events_dagster.core.training_run import BACKENDS, DEFAULT_BACKEND, Backend, backend_name
+from deep_events_dagster.core.training_set_parameters import (
+    TRAINING_SET_ALIASES,
+    TrainingSetParameters,
+)
 
 __all__ = [
     "SETTING_ALIASES",
@@ -39,14 +44,16 @@ __all__ = [
     "load_settings_file",
 ]
 
-# The original's other names of a setting (alias → field). Giving both with different values is
-# an error.
+# The original's other names of a setting (alias → field): the training set's (``subset``) and
+# the trainer's. Giving both with different values is an error.
 SETTING_ALIASES = {
-    "subset": "subset_fraction",
+    **TRAINING_SET_ALIASES,
     "logdir": "log_dir",
     "dataloader_workers": "num_workers",
 }
-# The training-set parameters' defaults (declared in core, where the training set reads them).
+# The training-set parameters and their defaults (declared in core, where the training set
+# reads them).
+_TRAINING_SET_KEYS = tuple(TrainingSetParameters.model_fields)
 _SET = TrainingSetParameters()
 # Keys accepted for compatibility that change nothing: field → why (``{training_sets}`` is
 # filled in by :meth:`TrainingSettings.effect_notes`).
@@ -84,7 +91,8 @@ class TrainingSettings(BaseModel):
     ----------
     backend
         ``"torch"`` (PyTorch) or ``"tensorflow"`` (Keras through ``tf_keras``): the same networks,
-        recipe and model-folder files (:mod:`deep_events_dagster.ml.backend`).
+        recipe and model-folder files (:mod:`deep_events_dagster.ml.backend`). The original's
+        aliases (``pytorch``, ``tf``, ``keras``) and any case are accepted.
     model
         ``"unet"`` (frames stacked as input channels) or ``"bottleneck_lstm"`` (the same encoder
         per frame, a ConvLSTM over time at the bottleneck; needs ``n_timepoints`` > 1).
@@ -191,6 +199,10 @@ class TrainingSettings(BaseModel):
     data_folder, data_dir
         Accepted and **without effect**: the original used them to find its training data; the
         platform builds training sets from the catalog itself (see :meth:`effect_notes`).
+
+    The training-set options (``n_timepoints``, ``fps``, ``train_val_split``,
+    ``group_by_acquisition``, ``subset_fraction``, ``max_n_timepoints``, ``smooth``) are checked
+    by the training set's rules, :meth:`TrainingSetParameters.from_settings`, with its messages.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -221,9 +233,10 @@ class TrainingSettings(BaseModel):
     save_frequency: int = Field(1, ge=1)
     log_batch_frequency: int = Field(0, ge=0)
     log_dir: str = "logs"
-    n_timepoints: int = Field(_SET.n_timepoints, ge=1)
-    subset_fraction: float = Field(_SET.subset_fraction, gt=0.0, le=1.0)
-    train_val_split: float = Field(_SET.train_val_split, ge=0.0, lt=1.0)
+    # Training-set options (checked by TrainingSetParameters' rules, see _training_set_rules).
+    n_timepoints: int = _SET.n_timepoints
+    subset_fraction: float = _SET.subset_fraction
+    train_val_split: float = _SET.train_val_split
     seed: int = 42
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     channels_last: bool = True
@@ -231,13 +244,34 @@ class TrainingSettings(BaseModel):
     n_log_images: int = Field(4, ge=0)
     nb_input_channels: int | None = Field(None, ge=1)
     # Training-set options, passed through (read by core.training_set).
-    fps: float | None = Field(_SET.fps, gt=0.0)
-    max_n_timepoints: int | None = Field(_SET.max_n_timepoints, ge=1)
+    fps: float | None = _SET.fps
+    max_n_timepoints: int | None = _SET.max_n_timepoints
     group_by_acquisition: bool = _SET.group_by_acquisition
-    smooth: float = Field(_SET.smooth, ge=0.0)
+    smooth: float = _SET.smooth
     # Accepted for the original's files, without effect.
     data_folder: str | None = None
     data_dir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _training_set_rules(cls, values: Any) -> Any:
+        """The training-set keys given, checked and normalised by the training set's own rules
+        (``3.0`` → ``3``, ``subset_fraction: null`` → 1, ``smooth: false`` → 0); a bad value
+        raises their :class:`ConfigurationError`."""
+        if not isinstance(values, Mapping):
+            return values
+        given = [name for name in _TRAINING_SET_KEYS if name in values]
+        if not given:
+            return values
+        params = TrainingSetParameters.from_settings({name: values[name] for name in given})
+        return {**values, **{name: getattr(params, name) for name in given}}
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_alias(cls, value: Any) -> Any:
+        if isinstance(value, str) and backend_name(value) in BACKENDS:
+            return backend_name(value)
+        return value
 
     @field_validator("brightness_range", mode="before")
     @classmethod
@@ -253,20 +287,6 @@ class TrainingSettings(BaseModel):
         if not 0.0 < low <= high:
             raise ValueError(f"must be [low, high] with 0 < low ≤ high, got {list(value)}")
         return value
-
-    @field_validator("smooth", mode="before")
-    @classmethod
-    def _smooth_off(cls, value: Any) -> Any:
-        if value is None or value is False:
-            return 0.0
-        if value is True:
-            raise ValueError("must be a σ in pixels ≥ 0 (false, null or 0: off), got true")
-        return value
-
-    @field_validator("subset_fraction", mode="before")
-    @classmethod
-    def _subset_all(cls, value: Any) -> Any:
-        return 1.0 if value is None or value is False else value
 
     @field_validator("log_dir", "data_folder", "data_dir", mode="before")
     @classmethod
@@ -329,7 +349,9 @@ class TrainingSettings(BaseModel):
         ------
         TrainingSettingsInvalid
             An unknown key (the message lists the known ones), a bad value (the message names
-            the key and what is allowed), or an alias disagreeing with its field; one line.
+            the key and what is allowed; a bad training-set option: the training set's message,
+            :meth:`TrainingSetParameters.from_settings`), or an alias disagreeing with its
+            field; one line.
         """
         prefix = f"{source}: " if source else ""
         if values is None or values == "default":
@@ -353,26 +375,27 @@ class TrainingSettings(BaseModel):
             if alias not in data:
                 continue
             value = data.pop(alias)
-            if name == "subset_fraction" and (value is None or value is False):
-                value = 1.0
-            if name in data:
-                other = data[name]
-                if name == "subset_fraction" and (other is None or other is False):
-                    other = 1.0
-                if other != value:
-                    raise TrainingSettingsInvalid(
-                        f"{prefix}training settings {alias} ({value!r}) and {name} "
-                        f"({data[name]!r}) disagree; "
-                        f"give one of them ({alias} is the original's name of {name})"
-                    )
+            if name in data and not _same_setting(name, value, data[name]):
+                raise TrainingSettingsInvalid(
+                    f"{prefix}training settings {alias} ({value!r}) and {name} "
+                    f"({data[name]!r}) disagree; "
+                    f"give one of them ({alias} is the original's name of {name})"
+                )
             data[name] = value
-        if isinstance(data.get("backend"), str):
-            data["backend"] = BACKEND_ALIASES.get(data["backend"].lower(), data["backend"])
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
+            for err in exc.errors():
+                cause = (err.get("ctx") or {}).get("error")
+                if isinstance(cause, ConfigurationError):  # the training set's rules
+                    raise TrainingSettingsInvalid(f"{prefix}{cause}") from exc
             problems = "; ".join(_describe_error(err) for err in exc.errors())
             raise TrainingSettingsInvalid(f"{prefix}invalid training settings: {problems}") from exc
+
+    @property
+    def training_set(self) -> TrainingSetParameters:
+        """The settings that shape this run's training set (what ``build_training_set`` takes)."""
+        return TrainingSetParameters(**{name: getattr(self, name) for name in _TRAINING_SET_KEYS})
 
     def as_dict(self) -> dict[str, Any]:
         """Plain YAML-ready values (tuples as lists)."""
@@ -408,6 +431,20 @@ class TrainingSettings(BaseModel):
     def tensorboard_dir(self, model_dir: str | Path) -> Path:
         """The TensorBoard folder of a model folder (``<model_dir>/<log_dir>``)."""
         return Path(model_dir) / self.log_dir
+
+
+def _same_setting(name: str, first: Any, second: Any) -> bool:
+    """Whether two values of setting ``name`` mean the same (a training-set option's by the
+    training set's rules: ``subset: false`` and ``subset_fraction: 1`` agree)."""
+    if first == second:
+        return True
+    if name not in _TRAINING_SET_KEYS:
+        return False
+    try:
+        read = [TrainingSetParameters.from_settings({name: v}) for v in (first, second)]
+    except ConfigurationError:
+        return False
+    return getattr(read[0], name) == getattr(read[1], name)
 
 
 def _describe_error(err: Mapping[str, Any]) -> str:

@@ -61,9 +61,6 @@ __all__ = [
 
 DEPLOY_KEY = "deploy"
 IDENTITY_LENGTH = 12
-# Where a training settings file without ``folder:`` writes
-# (``defs.training.resources.TrainingResource``).
-DEFAULT_TRAINING_OUTPUT = "training_data"
 # Folders list_models never descends into: bulky trees that hold no model folders.
 _SKIPPED_FOLDERS = frozenset({"training_sets", "dagster", "logs", BIOIMAGEIO_DIR, "__pycache__"})
 _SKIPPED_PREFIXES = (".", "event_data_")  # "." covers the .tmp- folders of atomic writes
@@ -319,17 +316,16 @@ def deploy_model(home: str | Path, model_dir: str | Path, kind: str = "points") 
 
 
 def training_model_roots(home: str | Path | None = None) -> list[Path]:
-    """Where the home's trainings write models: the ``folder:`` of every training settings file
-    in its training settings folder (``<home>/training_data`` for a file without one), once
-    each, in file order. Unreadable settings files are skipped (``deep-events train`` and the
-    Dagster UI report them)."""
+    """Where the home's trainings write models: the output folder of every training settings
+    file in its training settings folder (``TrainingRunSpec.output_folder``: its ``folder:``, or
+    ``<home>/training_data`` for a file without one), once each, in file order. Unreadable
+    settings files are skipped (``deep-events train`` and the Dagster UI report them)."""
     from deep_events_dagster.core.training_settings import load_training_folder
 
     settings = load_settings(resolve_home(home))
     roots: dict[Path, None] = {}
     for spec in load_training_folder(settings.training_settings_dir).specs:
-        base = Path(spec.folder) if spec.folder else settings.home / DEFAULT_TRAINING_OUTPUT
-        roots.setdefault(base, None)
+        roots.setdefault(spec.output_folder(settings.home), None)
     return list(roots)
 
 

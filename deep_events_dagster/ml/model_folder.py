@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from deep_events_dagster.core.training_run import DEFAULT_BACKEND
+
 __all__ = [
     "BIOIMAGEIO_DIR",
     "DB_PROMPT_FILE",
@@ -136,7 +138,7 @@ class ModelFolder:
 
     def backend(self) -> str:
         """``torch`` or ``tensorflow``: the backend that trained the model."""
-        return str(self.settings().get("backend", "torch"))
+        return str(self.settings().get("backend", DEFAULT_BACKEND))
 
     def weights_path(self) -> Path:
         """The best weights of the backend that trained the model."""

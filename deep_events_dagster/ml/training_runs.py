@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.training_run import TrainingRunSpec, backend_name
 from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 from deep_events_dagster.core.training_settings import (
@@ -46,7 +45,7 @@ class ValidatedRun:
     settings
         ``spec.settings`` with the file's ``backend``, validated.
     training_set
-        The settings that shape the run's training set (``spec.settings`` read by
+        The settings that shape the run's training set (``settings.training_set``: checked by
         :meth:`TrainingSetParameters.from_settings`, the rules the training set is built with).
     """
 
@@ -61,8 +60,8 @@ class ValidatedRun:
 
 
 def validate_training_runs(specs: Sequence[TrainingRunSpec]) -> list[ValidatedRun]:
-    """Validate every run's settings (merged with its file's ``backend``) and its training-set
-    parameters.
+    """Validate every run's settings (merged with its file's ``backend``), its training-set
+    parameters included.
 
     Parameters
     ----------
@@ -95,11 +94,10 @@ def validate_training_runs(specs: Sequence[TrainingRunSpec]) -> list[ValidatedRu
                 )
             settings["backend"] = spec.backend
             validated = TrainingSettings.from_mapping(settings)
-            training_set = TrainingSetParameters.from_settings(spec.settings)
-        except (TrainingSettingsInvalid, ConfigurationError) as exc:
+        except TrainingSettingsInvalid as exc:
             problems.setdefault(str(exc), []).append(spec.index)
             continue
-        runs.append(ValidatedRun(spec, validated, training_set))
+        runs.append(ValidatedRun(spec, validated, validated.training_set))
     if problems:
         parts = []
         for message, indexes in problems.items():

@@ -24,6 +24,7 @@ from deep_events_dagster.core.layout import Layout
 from deep_events_dagster.core.metadata import load_vocabulary
 from deep_events_dagster.core.pipeline import ingest_acquisition
 from deep_events_dagster.core.training_set import TrainingSetResult, build_training_set
+from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
 from deep_events_dagster.testing.trees import generate_tree
 
 __all__ = [
@@ -196,10 +197,10 @@ def build_learning_set(
     )
     documents = [{**d, "dataset_split": "train"} for d in train_docs]
     documents += [{**d, "dataset_split": "eval"} for d in held_docs]
-    set_settings = {"train_val_split": 0.2, **dict(settings or {})}
+    params = TrainingSetParameters.from_settings({"train_val_split": 0.2, **dict(settings or {})})
     result = build_training_set(
         documents,
-        settings=set_settings,
+        params=params,
         out_root=root / "training_sets",
         db_prompt={"synthetic": True},
         collection="event_data_points",
@@ -217,7 +218,7 @@ def build_learning_set(
         documents += test_docs
         test_set = build_training_set(
             test_docs,
-            settings=set_settings,
+            params=params,
             out_root=root / "test_sets",
             db_prompt={"synthetic": True, "test": True},
             collection="event_data_points",

@@ -46,7 +46,7 @@ def make_training_set(
         try:
             result = build_training_set(
                 documents,
-                settings=run.training_set.model_dump(),  # validated when the file was read
+                params=run.training_set,  # validated when the file was read
                 out_root=training.training_root(spec),
                 db_prompt=spec.db_prompt,
                 collection=spec.collection,

@@ -117,7 +117,7 @@ def _stacks(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def _build(documents, out_root, **settings):
     return build_training_set(
         documents,
-        settings=settings,
+        params=TrainingSetParameters.from_settings(settings),
         out_root=out_root,
         db_prompt={"kind": "points"},
         collection="event_data_points",

@@ -272,3 +272,65 @@ def test_effect_notes_name_the_keys_without_effect():
     # only keys that were given: the same values by default give no note
     assert TrainingSettings(epochs=3).effect_notes() == []
     assert TrainingSettings.from_mapping({"data_folder": None}).effect_notes() == []
+
+
+# -- one set of rules for the training-set keys; one backend reading --------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"n_timepoints": 0}, "training setting n_timepoints must be a whole number ≥ 1"),
+        ({"n_timepoints": 1.5}, "training setting n_timepoints must be a whole number ≥ 1"),
+        ({"fps": 0}, "training setting fps must be > 0"),
+        ({"train_val_split": 1}, "training setting train_val_split"),
+        ({"subset": 0}, "training setting subset_fraction must be in (0, 1]"),
+        ({"group_by_acquisition": "yes"}, "group_by_acquisition must be true or false"),
+        ({"n_timepoints": 3, "max_n_timepoints": 2}, "training setting max_n_timepoints (2)"),
+        ({"smooth": -1}, "training setting smooth"),
+    ],
+)
+def test_training_set_keys_follow_the_training_sets_rules(values, needle):
+    from deep_events_dagster.core.errors import ConfigurationError
+    from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
+
+    with pytest.raises(ConfigurationError) as rule:
+        TrainingSetParameters.from_settings(values)
+    with pytest.raises(TrainingSettingsInvalid) as info:
+        TrainingSettings.from_mapping(values, source="run.yaml")
+    assert str(info.value) == f"run.yaml: {rule.value}"
+    assert needle in str(info.value)
+
+
+def test_training_set_of_the_settings_is_what_the_training_set_reads():
+    from deep_events_dagster.core.training_set_parameters import TrainingSetParameters
+
+    values = {"n_timepoints": 3.0, "subset": False, "smooth": None, "fps": 2, "epochs": 3}
+    s = TrainingSettings.from_mapping(values)
+    assert s.training_set == TrainingSetParameters.from_settings(values)
+    assert (s.n_timepoints, s.subset_fraction, s.smooth, s.fps) == (3, 1.0, 0.0, 2.0)
+    assert s.model_fields_set == {"n_timepoints", "subset_fraction", "smooth", "fps", "epochs"}
+    assert TrainingSettings().training_set == TrainingSetParameters()
+    # subset: false and subset_fraction: 1 mean the same, by the training set's rules
+    assert (
+        TrainingSettings.from_mapping({"subset": False, "subset_fraction": 1}).subset_fraction == 1
+    )
+
+
+def test_aliases_are_declared_once():
+    from deep_events_dagster.core.training_set_parameters import TRAINING_SET_ALIASES
+    from deep_events_dagster.ml.config import SETTING_ALIASES
+
+    assert TRAINING_SET_ALIASES.items() <= SETTING_ALIASES.items()
+
+
+@pytest.mark.parametrize("name", ["Torch", "PyTorch", "TORCH", "pytorch"])
+def test_backend_is_read_as_a_settings_file_reads_it(name):
+    from deep_events_dagster.core.training_run import backend_name
+
+    assert backend_name(name) == "torch"
+    assert TrainingSettings.from_mapping({"backend": name}).backend == "torch"
+    assert TrainingSettings(backend=name).backend == "torch"
+    assert TrainingSettings.from_mapping({"backend": "Keras"}).backend == "tensorflow"
+    with pytest.raises(TrainingSettingsInvalid, match=r"backend.*'Jax'"):
+        TrainingSettings.from_mapping({"backend": "Jax"})

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
+from deep_events_dagster.core.layout import event_data_name
 from deep_events_dagster.core.plain_values import to_plain
 
 __all__ = [
@@ -83,7 +84,7 @@ def collection_name(kind: str) -> str:
     """Collection of an annotation kind: ``event_data_<kind>``."""
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         raise ValueError(f"annotation kind {kind!r} must be letters, digits, '_' or '-'")
-    return f"event_data_{kind}"
+    return event_data_name(kind)
 
 
 def is_server_uri(uri: str | None) -> bool:

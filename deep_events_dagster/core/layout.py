@@ -9,6 +9,13 @@ from pathlib import Path
 from deep_events_dagster.core.metadata import DB_FILE
 
 
+def event_data_name(kind: str) -> str:
+    """``event_data_<kind>``: the name of a kind's event folder tree and of its catalog collection
+    (the original's convention; :func:`deep_events_dagster.catalog.protocol.collection_name`
+    checks the kind and uses it)."""
+    return f"event_data_{kind}"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Paths of everything derived from an acquisition.
@@ -48,7 +55,7 @@ class Layout:
 
     def event_data(self, root: Path, kind: str) -> Path:
         """Folder holding the ``ev_*`` event folders of a root and kind."""
-        return self._base(root) / f"event_data_{kind}"
+        return self._base(root) / event_data_name(kind)
 
     def training_data(self, root: Path) -> Path:
         """Folder for training sets built from a root."""

@@ -33,7 +33,7 @@ from deep_events_dagster.core.ingest import (
     make_metadata,
 )
 from deep_events_dagster.core.kinds import KindOptions
-from deep_events_dagster.core.layout import Layout
+from deep_events_dagster.core.layout import Layout, event_data_name
 from deep_events_dagster.core.metadata import Vocabulary, read_db_yaml
 from deep_events_dagster.core.ome import MovieInfo
 
@@ -223,7 +223,7 @@ class IngestionPipeline:
         ref: AcquisitionRef,
         *,
         sink: PartitionSink | None = None,
-        collection_for: Callable[[str], str] = lambda kind: f"event_data_{kind}",
+        collection_for: Callable[[str], str] = event_data_name,
     ) -> IngestionReport:
         """Every step for one acquisition, in the assets' order, each kind's documents
         replacing the acquisition's in ``sink`` (when given) under ``collection_for(kind)``.
@@ -271,7 +271,7 @@ def ingest_acquisition(
     layout: Layout,
     vocabulary: Vocabulary,
     sink: PartitionSink | None = None,
-    collection_for: Callable[[str], str] = lambda kind: f"event_data_{kind}",
+    collection_for: Callable[[str], str] = event_data_name,
     kind_options: Mapping[str, KindOptions] | None = None,
     **params: Any,
 ) -> IngestionReport:

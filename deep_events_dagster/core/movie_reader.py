@@ -58,6 +58,26 @@ class _LogCapture(logging.Handler):
             self.messages.append(str(record.msg))
 
 
+def checked_window(
+    frames: tuple[int, int], box: Box, *, n_frames: int, height: int, width: int
+) -> tuple[int, int, int, int, int, int]:
+    """``(t0, t1, x0, y0, x1, y1)`` of a window read, as ints, checked to be non-empty and
+    inside a movie of ``n_frames`` frames of ``height``×``width``.
+
+    Raises
+    ------
+    ValueError
+        The frame range or box is empty or outside the movie.
+    """
+    t0, t1 = (int(v) for v in frames)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if not 0 <= t0 < t1 <= n_frames:
+        raise ValueError(f"frames {(t0, t1)} outside [0, {n_frames}) or empty")
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(f"box {(x0, y0, x1, y1)} outside the {width}×{height} image or empty")
+    return t0, t1, x0, y0, x1, y1
+
+
 class MovieReader:
     """Read windows of an OME-TIFF (or plain TIFF) movie with axes ``TYX`` or ``TCYX``.
 
@@ -265,14 +285,9 @@ class MovieReader:
         MovieError
             The needed part of the file cannot be read.
         """
-        t0, t1 = (int(v) for v in frames)
-        x0, y0, x1, y1 = (int(v) for v in box)
-        if not 0 <= t0 < t1 <= self._n_frames:
-            raise ValueError(f"frames {(t0, t1)} outside [0, {self._n_frames}) or empty")
-        if not (0 <= x0 < x1 <= self._width and 0 <= y0 < y1 <= self._height):
-            raise ValueError(
-                f"box {(x0, y0, x1, y1)} outside the {self._width}×{self._height} image or empty"
-            )
+        t0, t1, x0, y0, x1, y1 = checked_window(
+            frames, box, n_frames=self._n_frames, height=self._height, width=self._width
+        )
         if self._memmap is not None:
             return self._read_memmap(t0, t1, x0, y0, x1, y1)
         return self._read_pages(t0, t1, x0, y0, x1, y1)

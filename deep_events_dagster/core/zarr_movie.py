@@ -49,6 +49,7 @@ from deep_events_dagster.core.zarr_store import (
 
 __all__ = [
     "CHUNK_CACHE_BYTES",
+    "OME_PIXEL_TYPES",
     "OmeZarrImage",
     "ZarrArrayInfo",
     "ZarrMovieReader",
@@ -59,7 +60,8 @@ __all__ = [
     "tree_signature",
 ]
 
-_OME_TYPES = {
+# numpy dtype name → OME ``Pixels/@Type`` (OME-XML and the NGFF ``omero`` block)
+OME_PIXEL_TYPES = {
     "uint8": "uint8",
     "int8": "int8",
     "uint16": "uint16",
@@ -135,7 +137,7 @@ def _ome_mapping(image: OmeZarrImage) -> dict[str, Any]:
     dtype = image.array.dtype
     ome: dict[str, Any] = {
         "dimension_order": _dimension_order(image.axes),
-        "type": _OME_TYPES.get(dtype.newbyteorder("=").name, dtype.newbyteorder("=").name),
+        "type": OME_PIXEL_TYPES.get(dtype.newbyteorder("=").name, dtype.newbyteorder("=").name),
         "significant_bits": dtype.itemsize * 8,
         "big_endian": dtype.byteorder == ">" or (dtype.byteorder == "=" and not _little()),
         "interleaved": False,

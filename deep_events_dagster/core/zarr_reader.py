@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deep_events_dagster.core.errors import MovieError
-from deep_events_dagster.core.movie_reader import MovieReader
+from deep_events_dagster.core.movie_reader import MovieReader, checked_window
 from deep_events_dagster.core.zarr_metadata import ZarrArrayInfo, read_ome_zarr
 
 if TYPE_CHECKING:
@@ -124,14 +124,9 @@ class ZarrMovieReader(MovieReader):
 
     def read_window(self, frames: tuple[int, int], box: Box) -> np.ndarray:
         """See :meth:`MovieReader.read_window`."""
-        t0, t1 = (int(v) for v in frames)
-        x0, y0, x1, y1 = (int(v) for v in box)
-        if not 0 <= t0 < t1 <= self._n_frames:
-            raise ValueError(f"frames {(t0, t1)} outside [0, {self._n_frames}) or empty")
-        if not (0 <= x0 < x1 <= self._width and 0 <= y0 < y1 <= self._height):
-            raise ValueError(
-                f"box {(x0, y0, x1, y1)} outside the {self._width}×{self._height} image or empty"
-            )
+        t0, t1, x0, y0, x1, y1 = checked_window(
+            frames, box, n_frames=self._n_frames, height=self._height, width=self._width
+        )
         return self._to_output(self._read_region(t0, t1, y0, y1, x0, x1), t1 - t0)
 
     def read_frame(self, t: int, step: int = 1) -> np.ndarray:

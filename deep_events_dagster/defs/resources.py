@@ -92,7 +92,7 @@ class CatalogResource(dg.ConfigurableResource):
 
     home: str
     uri: str = ""
-    # Steps run on Celery workers: an embedded catalog must stay on one host (cluster.py)
+    # Steps run on Celery workers: an embedded catalog must stay on one host (cluster/checks.py)
     single_host: bool = False
 
     def open(self) -> EventCatalog:

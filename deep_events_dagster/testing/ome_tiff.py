@@ -24,6 +24,7 @@ import tifffile
 
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.fsutil import atomic_path
+from deep_events_dagster.core.zarr_movie import OME_PIXEL_TYPES
 
 __all__ = [
     "OME_NAMESPACE",
@@ -37,16 +38,6 @@ CREATOR = "deep_events_dagster.testing.ome_writers"
 that the files written stay byte-identical)."""
 DEFAULT_INSTRUMENT: dict[str, Any] = {
     "detector": {"manufacturer": "PMPCIECam00", "model": "sCMOS", "offset": 100.0, "type": "CMOS"}
-}
-_OME_TYPES = {
-    "uint8": "uint8",
-    "int8": "int8",
-    "uint16": "uint16",
-    "int16": "int16",
-    "uint32": "uint32",
-    "int32": "int32",
-    "float32": "float",
-    "float64": "double",
 }
 
 
@@ -124,7 +115,7 @@ def build_ome_xml(
         references, so the TIFF ImageDescription tag stays 7-bit).
     """
     dtype_name = np.dtype(dtype).name
-    if dtype_name not in _OME_TYPES:
+    if dtype_name not in OME_PIXEL_TYPES:
         raise ConfigurationError(f"dtype {dtype_name} cannot be written to OME-TIFF")
     n_planes = size_t * size_c
     if channel_names is None:
@@ -164,7 +155,7 @@ def build_ome_xml(
     pixels = {
         "ID": "Pixels:0",
         "DimensionOrder": "XYCZT",
-        "Type": _OME_TYPES[dtype_name],
+        "Type": OME_PIXEL_TYPES[dtype_name],
         "SignificantBits": np.dtype(dtype).itemsize * 8,
         "BigEndian": False,
         "Interleaved": False,
@@ -202,6 +193,27 @@ def build_ome_xml(
     lines.append("</OME>")
     text = "\n".join(lines) + "\n"
     return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def checked_movie_source(
+    path: Path, movie: Any, shape: Sequence[int] | None, dtype: Any, axes: str
+) -> tuple[Any, tuple[int, ...], np.dtype]:
+    """A writer's ``movie`` (an array, or a frame callable with an explicit ``shape``), its
+    shape and the dtype to write, checked against ``axes``; errors name ``path``."""
+    if callable(movie):
+        if shape is None:
+            raise ConfigurationError(f"{path}: a frame callable needs an explicit shape")
+        out_dtype = np.dtype(dtype or "uint16")
+    else:
+        movie = np.asarray(movie)
+        if shape is not None and tuple(shape) != movie.shape:
+            raise ConfigurationError(f"{path}: shape {tuple(shape)} != array {movie.shape}")
+        shape = movie.shape
+        out_dtype = np.dtype(dtype or movie.dtype)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != len(axes):
+        raise ConfigurationError(f"{path}: shape {shape} does not match axes {axes}")
+    return movie, shape, out_dtype
 
 
 def write_ome_movie(
@@ -259,19 +271,7 @@ def write_ome_movie(
     path = Path(path)
     if axes not in ("TYX", "TCYX"):
         raise ConfigurationError(f"{path}: axes must be 'TYX' or 'TCYX', not {axes!r}")
-    if callable(movie):
-        if shape is None:
-            raise ConfigurationError(f"{path}: a frame callable needs an explicit shape")
-        out_dtype = np.dtype(dtype or "uint16")
-    else:
-        movie = np.asarray(movie)
-        if shape is not None and tuple(shape) != movie.shape:
-            raise ConfigurationError(f"{path}: shape {tuple(shape)} != array {movie.shape}")
-        shape = movie.shape
-        out_dtype = np.dtype(dtype or movie.dtype)
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != len(axes):
-        raise ConfigurationError(f"{path}: shape {shape} does not match axes {axes}")
+    movie, shape, out_dtype = checked_movie_source(path, movie, shape, dtype, axes)
     if axes == "TYX":
         size_t, size_y, size_x = shape
         size_c = 1

@@ -21,6 +21,7 @@ import numpy as np
 
 from deep_events_dagster.core.errors import ConfigurationError
 from deep_events_dagster.core.fsutil import atomic_directory
+from deep_events_dagster.testing.ome_tiff import checked_movie_source
 
 __all__ = [
     "ZARR_COMPRESSIONS",
@@ -133,19 +134,7 @@ def write_ome_zarr(
         raise ConfigurationError(f"{path}: compression must be one of {ZARR_COMPRESSIONS}")
     if time_unit not in _ZARR_TIME_UNITS or space_unit not in _ZARR_SPACE_UNITS:
         raise ConfigurationError(f"{path}: unknown unit {time_unit!r} or {space_unit!r}")
-    if callable(movie):
-        if shape is None:
-            raise ConfigurationError(f"{path}: a frame callable needs an explicit shape")
-        out_dtype = np.dtype(dtype or "uint16")
-    else:
-        movie = np.asarray(movie)
-        if shape is not None and tuple(shape) != movie.shape:
-            raise ConfigurationError(f"{path}: shape {tuple(shape)} != array {movie.shape}")
-        shape = movie.shape
-        out_dtype = np.dtype(dtype or movie.dtype)
-    shape = tuple(int(n) for n in shape)
-    if len(shape) != len(axes):
-        raise ConfigurationError(f"{path}: shape {shape} does not match axes {axes}")
+    movie, shape, out_dtype = checked_movie_source(path, movie, shape, dtype, axes)
     n_channels = shape[1] if axes == "TCYX" else 1
     if channel_names is None:
         channel_names = [f"Channel {c}" for c in range(n_channels)]

@@ -205,7 +205,9 @@ def _runner(name: str, plan: Plan) -> Callable[[Workspace], Result]:
     if name == "learning":
         from benchmarks import bench_learning
 
-        return lambda ws: bench_learning.result(ws.root, quick=plan is QUICK)
+        # the --workdir base, not this run's random folder: event ids hash absolute paths and
+        # order the samples, so the learning set must sit in the same folder every run
+        return lambda ws: bench_learning.result(ws.root.parent, quick=plan is QUICK)
     if name == "exports":
         from benchmarks import bench_exports
 
